@@ -1,0 +1,43 @@
+# The README's whole set-up: `make demo` and `make test`. Both create .venv if it is missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# On a machine without a local CPU wheel, point pip at the CPU index, e.g.
+# make test TORCH_SPEC='torch==2.13.0 --index-url <your CPU wheel index>'
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-slow lint format clean
+
+# torch is installed first and pinned to the CPU build: a bare `torch` requirement resolves to a multi-GB CUDA
+# wheel. The stamp file re-runs the install when pyproject.toml changes.
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_SPEC)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	@if $(BIN)/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then \
+		echo "torchvision is installed in $(VENV); it breaks transformers' image processors (see specs)"; exit 1; fi
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/basereward demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

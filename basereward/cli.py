@@ -1,0 +1,89 @@
+"""The `basereward` command: one table of verbs. Each verb's module is imported only when that verb runs, so
+`basereward --help` stays fast and never imports torch.
+
+A verb module provides `add_args(parser)` and `run(args) -> dict | None`. A returned dict is printed as the last
+stdout line, as one JSON object (the contract every result-producing verb keeps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+# verb -> (module, one-line help). Two-word verbs ("data synth") are sub-verbs of a group.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("basereward.demo", "init-tiny -> synth -> train -> evaluate, offline, on the embedded default"),
+    "init-tiny": (
+        "basereward.tiny",
+        "write a randomly initialised tiny Qwen2.5-VL / Qwen2-VL / Qwen2 checkpoint",
+    ),
+    "train": ("basereward.train", "train a reward model: --config FILE [key=value ...]"),
+    "score": ("basereward.score_cli", "score pair JSONL with a trained model"),
+    "data synth": (
+        "basereward.data.synthetic",
+        "write synthetic image-grounded + text-only preference pairs",
+    ),
+    "data convert": (
+        "basereward.data.convert",
+        "convert a public preference dataset's download into pair shards",
+    ),
+    "data build": ("basereward.data.mixture", "build a training mixture from a recipe (configs/data/*.yaml)"),
+    "data split": ("basereward.data.split", "split pairs into train/validation by prompt+image hash"),
+    "data decontam": (
+        "basereward.data.decontam",
+        "find/remove training pairs whose prompt+image is in a benchmark",
+    ),
+}
+
+
+def _usage() -> str:
+    width = max(len(v) for v in COMMANDS)
+    rows = "\n".join(f"  {verb:<{width}}  {help_}" for verb, (_, help_) in COMMANDS.items())
+    return (
+        "usage: basereward VERB [options]   (basereward VERB --help for a verb's options)\n\n"
+        f"verbs:\n{rows}\n\nEvery verb that produces results ends its stdout with one JSON object."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    verb = argv[0]
+    if len(argv) > 1 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        verb, rest = f"{argv[0]} {argv[1]}", argv[2:]
+    elif verb in COMMANDS:
+        rest = argv[1:]
+    else:
+        group = [v for v in COMMANDS if v.startswith(verb + " ")]
+        if group:
+            print(
+                f"basereward {verb}: choose one of: {', '.join(v.split(' ', 1)[1] for v in group)}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"basereward: unknown verb {verb!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, help_ = COMMANDS[verb]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"basereward {verb}", description=help_)
+    module.add_args(parser)
+    args = parser.parse_args(rest)
+    from basereward.types import DataError
+
+    try:
+        result = module.run(args)
+    except DataError as e:
+        print(f"basereward {verb}: error: {e}", file=sys.stderr)
+        return 1
+    if result is not None:
+        sys.stdout.flush()
+        print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Training configuration: frozen dataclasses, one documented field per line, YAML + `key=value` overrides.
+
+Configs stop at the entry point: `train.main(cfg)` unpacks these into plain arguments for the components.
+A YAML file mirrors the nesting (`model:`, `data:`, `loss:`, `optim:` and the top-level fields); overrides use dotted
+keys (`optim.lr=1e-4 model.head.layers=3 max_steps=100`). Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from basereward.model.head import HeadConfig
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    backbone: str = (
+        ""  # checkpoint directory of the backbone (Hugging Face layout), e.g. a Qwen2.5-VL-7B download
+    )
+    head: HeadConfig = field(default_factory=HeadConfig)  # the reward head (paper: 2 layers, SiLU)
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+    max_pixels: int | None = None  # image resolution cap in pixels; None = the checkpoint's processor setting
+    min_pixels: int | None = None  # lower bound; None = the checkpoint's processor setting
+
+
+@dataclass(frozen=True)
+class DataArgs:
+    train: str = ""  # pair JSONL file or built dataset directory
+    validation: str | None = (
+        None  # same forms; evaluated every eval_every steps and used to calibrate rewards
+    )
+    max_length: int | None = (
+        None  # drop (and count) pairs whose prompt + longer response exceeds this many tokens
+    )
+    on_error: str = "fail"  # fail | skip: what a bad record does (skips are counted and reported)
+    drop_ties: bool = True  # drop pairs marked meta.tie before Bradley-Terry training
+
+
+@dataclass(frozen=True)
+class LossArgs:
+    use_margin: bool = False  # subtract each pair's `margin` field inside the sigmoid (Llama-2 style)
+    center_coef: float = 0.0  # zero-mean coefficient lambda * mean((r_c + r_r)^2); paper final: 0
+    length_norm: bool = False  # r / log(len + 1) before the loss; paper final: off
+
+
+@dataclass(frozen=True)
+class OptimArgs:
+    lr: float = 3e-6  # peak learning rate (paper: best of {1e-5, 3e-6, 1e-6, 3e-7})
+    weight_decay: float = 0.0  # AdamW decoupled weight decay, applied to matrices only (not biases or norms)
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    warmup_ratio: float = 0.05  # share of total steps spent warming up linearly (recipe hint: 0.05)
+    warmup_steps: int | None = None  # overrides warmup_ratio when set
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    min_lr_ratio: float = 0.0  # the schedule decays to lr * min_lr_ratio
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output_dir: str = "runs/rm"  # checkpoints/, final/, metrics.jsonl, tb/ go here
+    seed: int = 0  # head init, data order
+    model: ModelArgs = field(default_factory=ModelArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    loss: LossArgs = field(default_factory=LossArgs)
+    optim: OptimArgs = field(default_factory=OptimArgs)
+    batch_size: int = 128  # pairs per optimizer step (global); = micro_batch_size * gradient accumulation
+    micro_batch_size: int = 4  # pairs per forward/backward
+    epochs: float = 1.0  # passes over the training data (fractional allowed)
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 master weights) | bf16-pure (bf16 weights)
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
+    freeze_vision: bool = False  # freeze the vision tower blocks (recipe hint: freeze_vit true)
+    freeze_aligner: bool = False  # freeze the vision-language merger/projector
+    layout: str = "padded"  # padded: one row per (prompt, response)
+    eval_every: int = 0  # evaluate on data.validation every N steps (0: only at the end)
+    eval_batch_size: int = 16  # sequences per evaluation forward
+    max_eval_pairs: int | None = None  # evaluate on at most this many validation pairs (the first ones)
+    save_every: int = 0  # write a resumable checkpoint every N steps (0: none)
+    keep_checkpoints: int = 2  # how many step checkpoints to keep
+    log_every: int = 10  # metrics.jsonl / TensorBoard / progress bar every N steps
+    resume: str = "none"  # none | auto (newest checkpoint in output_dir, if any) | a checkpoint directory
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0  # DataLoader workers that encode images and collate ahead of the model
+    tensorboard: bool = True  # also write TensorBoard scalars to output_dir/tb
+    progress: bool = True  # show a progress bar on stderr
+
+    def __post_init__(self):
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
+                             f"({self.micro_batch_size})")  # fmt: skip
+        checks = {"precision": ("fp32", "bf16", "bf16-pure"), "layout": ("padded",)}
+        for name, allowed in checks.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.optim.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(
+                f"optim.schedule must be cosine, linear or constant, got {self.optim.schedule!r}"
+            )
+        if self.data.on_error not in ("fail", "skip"):
+            raise ValueError(f"data.on_error must be fail or skip, got {self.data.on_error!r}")
+
+    @property
+    def grad_accum(self) -> int:
+        return self.batch_size // self.micro_batch_size
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value against a field annotation (str, int, float, bool, Optional, dataclass)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
+        raise TypeError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise TypeError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TypeError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise KeyError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}; "
+                       f"valid keys here: {', '.join(sorted(names))}")  # fmt: skip
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise KeyError(f"override {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainConfig):
+    """YAML file (optional) + `key=value` overrides (values parsed as YAML scalars) -> frozen config."""
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file must be a mapping")
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return from_dict(cls, data)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,187 @@
+"""Synthetic, image-grounded preference pairs (and text-only ones) for the demo, tests and learning checks.
+
+`basereward data synth OUT [--pairs N] [--eval-pairs M] [--seed S]` writes
+
+    OUT/train.jsonl  OUT/validation.jsonl  OUT/test.jsonl     unified pair records
+    OUT/images/<split>/<id>.png                             112 x 112 rendered shapes (16 image tokens)
+
+Image kinds (the answer can only be known by looking): `colour` (what colour is the shape), `shape` (which shape),
+`count` (how many shapes), `position` (is the <colour> shape on the left or the right). The rejected answer is the
+same sentence with a plausible wrong value, and each value is as often right as wrong across the set (the pair of
+values is drawn first, then which one is true), so text alone cannot beat 50%.
+
+Text kind `addition`: "What is a + b?" for single digits, rejected = a sum off by 1 or 2. The (a, b) combinations of
+the validation and test splits never occur in training: text accuracy measures generalisation, not memory.
+
+Splits share no prompt+image: every image is a fresh random drawing and exact duplicates are redrawn.
+Deterministic: the same seed writes byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from basereward.data.io import write_pairs
+from basereward.types import ImageRef, PreferencePair
+
+SIZE = 112
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 200, 20),
+    "purple": (140, 40, 180),
+    "orange": (245, 130, 20),
+}
+SHAPES = ("circle", "square", "triangle", "cross")
+IMAGE_KINDS = ("colour", "shape", "count", "position")
+MAX_COUNT = 4
+
+
+def _draw(draw, shape: str, cx: float, cy: float, r: float, fill) -> None:
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        s = r * 0.9
+        draw.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r * 0.85), (cx + r, cy + r * 0.85)], fill=fill)
+    elif shape == "cross":
+        w = r * 0.38
+        draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
+        draw.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
+
+
+def _canvas(rng: random.Random):
+    from PIL import Image, ImageDraw
+
+    grey = rng.randint(235, 255)
+    img = Image.new("RGB", (SIZE, SIZE), (grey, grey, grey))
+    return img, ImageDraw.Draw(img)
+
+
+def _two_values(rng: random.Random, values) -> tuple:
+    """(true, wrong): an ordered pair of distinct values, uniform, so each value is equally often right or wrong."""
+    a, b = rng.sample(list(values), 2)
+    return a, b
+
+
+def make_image_pair(kind: str, rng: random.Random):
+    """Returns (PIL image, question, chosen, rejected) for one image kind."""
+    img, draw = _canvas(rng)
+    if kind == "colour":
+        true, wrong = _two_values(rng, COLOURS)
+        r = rng.uniform(26, 34)
+        cx, cy = rng.uniform(r + 4, SIZE - r - 4), rng.uniform(r + 4, SIZE - r - 4)
+        _draw(draw, rng.choice(SHAPES), cx, cy, r, COLOURS[true])
+        q, tmpl = "What colour is the shape?", "The shape is {}."
+    elif kind == "shape":
+        true, wrong = _two_values(rng, SHAPES)
+        r = rng.uniform(30, 38)
+        cx, cy = rng.uniform(r + 4, SIZE - r - 4), rng.uniform(r + 4, SIZE - r - 4)
+        _draw(draw, true, cx, cy, r, COLOURS[rng.choice(list(COLOURS))])
+        q, tmpl = "What shape is shown?", "It is a {}."
+    elif kind == "count":
+        # Adjacent counts make the wrong answer plausible; the pair is drawn first so both are equally often true.
+        lo = rng.randint(1, MAX_COUNT - 1)
+        true, wrong = (lo, lo + 1) if rng.random() < 0.5 else (lo + 1, lo)
+        cells = rng.sample([(x, y) for x in range(2) for y in range(2)], true)
+        colour = COLOURS[rng.choice(list(COLOURS))]
+        shape = rng.choice(SHAPES)
+        for x, y in cells:
+            r = rng.uniform(15, 20)
+            cx = x * SIZE / 2 + rng.uniform(r + 3, SIZE / 2 - r - 3)
+            cy = y * SIZE / 2 + rng.uniform(r + 3, SIZE / 2 - r - 3)
+            _draw(draw, shape, cx, cy, r, colour)
+        q, tmpl = "How many shapes are there?", "There are {} shapes."
+    elif kind == "position":
+        target, other = rng.sample(list(COLOURS), 2)
+        true, wrong = _two_values(rng, ("left", "right"))
+        for side, colour in ((true, target), ("right" if true == "left" else "left", other)):
+            r = rng.uniform(18, 24)
+            x0 = 0 if side == "left" else SIZE / 2
+            cx, cy = x0 + rng.uniform(r + 3, SIZE / 2 - r - 3), rng.uniform(r + 3, SIZE - r - 3)
+            _draw(draw, rng.choice(SHAPES), cx, cy, r, COLOURS[colour])
+        q = f"Is the {target} shape on the left or the right?"
+        tmpl = f"The {target} shape is on the {{}}."
+    else:
+        raise ValueError(f"unknown image kind {kind!r}")
+    return img, q, tmpl.format(true), tmpl.format(wrong)
+
+
+def make_addition_pair(a: int, b: int, rng: random.Random) -> tuple[str, str, str]:
+    s = a + b
+    wrong = s + rng.choice([d for d in (-2, -1, 1, 2) if s + d >= 0])
+    return f"What is {a} + {b}?", f"{a} + {b} = {s}.", f"{a} + {b} = {wrong}."
+
+
+def addition_splits(seed: int) -> dict[str, list[tuple[int, int]]]:
+    """Disjoint (a, b) combinations: 70 for training, 15 validation, 15 test."""
+    combos = [(a, b) for a in range(10) for b in range(10)]
+    random.Random(seed * 7919 + 1).shuffle(combos)
+    return {"train": combos[:70], "validation": combos[70:85], "test": combos[85:]}
+
+
+def synth_split(out: Path, split: str, n: int, seed: int, text_share: float, seen: set[str],
+                kinds=IMAGE_KINDS) -> list[PreferencePair]:  # fmt: skip
+    rng = random.Random(f"{seed}/{split}")
+    img_dir = out / "images" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    combos = addition_splits(seed)[split]
+    n_text = round(n * text_share)
+    plan = ["addition"] * n_text + [kinds[i % len(kinds)] for i in range(n - n_text)]
+    rng.shuffle(plan)
+    pairs = []
+    for i, kind in enumerate(plan):
+        pid = f"synth-{split}-{i:06d}"
+        if kind == "addition":
+            q, c, r = make_addition_pair(*rng.choice(combos), rng)
+            pairs.append(PreferencePair(id=pid, prompt=[{"role": "user", "content": q}], chosen=c, rejected=r,
+                                        source="synth/addition", meta={"kind": kind}))  # fmt: skip
+            continue
+        while True:  # redraw the (rare) exact duplicate so no prompt+image repeats within or across splits
+            img, q, c, r = make_image_pair(kind, rng)
+            key = hashlib.sha1(q.encode() + img.tobytes()).hexdigest()
+            if key not in seen:
+                seen.add(key)
+                break
+        path = img_dir / f"{pid}.png"
+        img.save(path, format="PNG", optimize=False)
+        pairs.append(PreferencePair(id=pid, prompt=[{"role": "user", "content": f"<image>\n{q}"}], chosen=c,
+                                    rejected=r, images=[ImageRef(path=str(path))], source=f"synth/{kind}",
+                                    meta={"kind": kind}))  # fmt: skip
+    write_pairs(out / f"{split}.jsonl", pairs)
+    return pairs
+
+
+def synthesize(out_dir: str | Path, *, pairs: int = 2000, eval_pairs: int = 400, seed: int = 0,
+               text_share: float = 0.2, kinds=IMAGE_KINDS) -> dict:  # fmt: skip
+    """Write train (`pairs`), validation and test (`eval_pairs` each). Returns counts per split and kind."""
+    out = Path(out_dir)
+    seen: set[str] = set()
+    counts = {}
+    for split, n in (("train", pairs), ("validation", eval_pairs), ("test", eval_pairs)):
+        made = synth_split(out, split, n, seed, text_share, seen, tuple(kinds))
+        counts[split] = {}
+        for p in made:
+            counts[split][p.meta["kind"]] = counts[split].get(p.meta["kind"], 0) + 1
+    return counts
+
+
+def add_args(p) -> None:
+    p.add_argument("out", help="output folder")
+    p.add_argument("--pairs", type=int, default=2000, help="training pairs")
+    p.add_argument("--eval-pairs", type=int, default=400, help="pairs in each of validation and test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-share", type=float, default=0.2, help="share of text-only (addition) pairs")
+    p.add_argument("--kinds", default=",".join(IMAGE_KINDS), help="image kinds, comma-separated")
+
+
+def run(args) -> dict:
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    counts = synthesize(args.out, pairs=args.pairs, eval_pairs=args.eval_pairs, seed=args.seed,
+                        text_share=args.text_share, kinds=kinds)  # fmt: skip
+    out = Path(args.out)
+    return {"out": str(out), "splits": {s: str(out / f"{s}.jsonl") for s in counts}, "counts": counts}

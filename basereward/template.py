@@ -1,0 +1,150 @@
+"""Preprocessing, in one place: chat template, image placeholders, response tokens, the scored token.
+
+Training, evaluation, `score`, the server and the RL adapters all turn a `Sample` into token ids here, so they feed
+the model identical ids for the same sample (a test checks it).
+
+How a sample becomes tokens:
+- prompt: the unified record's messages; each literal `<image>` / `<video>` tag in a message becomes a
+  `{"type": "image"}` / `{"type": "video"}` content part, then the checkpoint's own chat template renders it with
+  `add_generation_prompt=True` and the processor expands each image pad to one token per merged 28x28 patch.
+- response: `tokenizer(text, add_special_tokens=False)` followed by the turn-closing token (`<|im_end|>` for Qwen).
+  Prompt and response are tokenised separately and concatenated: byte-level BPE can merge across a boundary, and the
+  packed and unpacked layouts must see the same ids.
+- **the scored token**: the reward is read from the final hidden state at the turn-closing `<|im_end|>` token
+  appended to each response, i.e. the last token of every sequence. The trailing newline the chat template would
+  print after it is not fed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, Sample
+
+VL_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
+# Images larger than this are refused before decoding (decompression-bomb guard); the processor resizes anything
+# accepted down to its own max_pixels.
+MAX_SOURCE_PIXELS = 64_000_000
+_TAG_RE = re.compile(f"({re.escape(IMAGE_TAG)}|{re.escape(VIDEO_TAG)})")
+
+
+@dataclass
+class PromptEncoding:
+    """One prompt, tokenised, with its vision inputs. Tensors are on CPU."""
+
+    input_ids: list[int]
+    mm_token_type_ids: list[int] | None = None  # 0 text, 1 image, 2 video; None for text backbones
+    pixel_values: torch.Tensor | None = None  # (n_patches, C*temporal*patch*patch)
+    image_grid_thw: torch.Tensor | None = None  # (n_images, 3)
+    pixel_values_videos: torch.Tensor | None = None
+    video_grid_thw: torch.Tensor | None = None
+
+
+@dataclass
+class EncodedSample:
+    prompt: PromptEncoding
+    responses: list[list[int]]  # each ends with the scored token
+    id: str = ""
+
+
+def to_content_parts(messages: list[dict]) -> list[dict]:
+    """Unified-record messages (strings with <image>/<video> tags) -> Qwen content-part messages."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str) and _TAG_RE.search(content):
+            parts = []
+            for piece in _TAG_RE.split(content):
+                if piece == IMAGE_TAG:
+                    parts.append({"type": "image"})
+                elif piece == VIDEO_TAG:
+                    parts.append({"type": "video"})
+                elif piece:
+                    parts.append({"type": "text", "text": piece})
+            out.append({"role": m["role"], "content": parts})
+        else:
+            out.append({"role": m["role"], "content": content})
+    return out
+
+
+class Encoder:
+    """Turns `Sample`s into token ids + vision tensors for one checkpoint's processor.
+
+    `processor` is the image-only Qwen VL processor (VL backbones) or a tokenizer (text backbones).
+    """
+
+    def __init__(
+        self, processor, model_type: str, end_token: str = "<|im_end|>", max_source_pixels: int | None = None
+    ):
+        self.processor = processor
+        self.model_type = model_type
+        self.is_vl = model_type in VL_MODEL_TYPES
+        self.tokenizer = processor.tokenizer if self.is_vl else processor
+        self.end_token = end_token
+        self.end_id = self.tokenizer.convert_tokens_to_ids(end_token)
+        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer has no {end_token!r} token to score at")
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_id
+        self.max_source_pixels = max_source_pixels or MAX_SOURCE_PIXELS
+
+    def response(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.end_id]
+
+    def prompt(self, sample: Sample) -> PromptEncoding:
+        label = sample.id or "sample"
+        if not self.is_vl:
+            if sample.images or sample.videos:
+                raise DataError(
+                    f"{label}: a text-only backbone ({self.model_type}) cannot take images or videos"
+                )
+            text = self.tokenizer.apply_chat_template(
+                sample.prompt, add_generation_prompt=True, tokenize=False
+            )
+            return PromptEncoding(input_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        images = [ref.load(max_pixels=self.max_source_pixels) for ref in sample.images]
+        text = self.processor.apply_chat_template(
+            to_content_parts(sample.prompt), add_generation_prompt=True, tokenize=False
+        )
+        enc = self.processor(text=[text], images=images or None, return_tensors="pt")
+        out = PromptEncoding(
+            input_ids=enc["input_ids"][0].tolist(),
+            mm_token_type_ids=enc["mm_token_type_ids"][0].tolist(),
+            pixel_values=enc.get("pixel_values"),
+            image_grid_thw=enc.get("image_grid_thw"),
+        )
+        if sample.videos:
+            self._add_videos(out, sample)
+        return out
+
+    def _add_videos(self, out: PromptEncoding, sample: Sample) -> None:
+        """Expand each <|video_pad|> into its frames' tokens (video inputs built from PIL frames, no torchvision)."""
+        from basereward.video import build_video_inputs, load_frames
+
+        video_pad = self.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+        ids, types = out.input_ids, out.mm_token_type_ids
+        pads = [i for i, t in enumerate(ids) if t == video_pad]
+        if len(pads) != len(sample.videos):
+            raise DataError(
+                f"{sample.id}: {len(sample.videos)} video(s) but {len(pads)} video placeholder(s)"
+            )
+        pixel, grids = [], []
+        for pos, ref in zip(reversed(pads), reversed(sample.videos)):
+            v = build_video_inputs(load_frames(ref), self.processor.image_processor)
+            n = v["num_tokens"]
+            ids[pos : pos + 1] = [video_pad] * n
+            types[pos : pos + 1] = [2] * n
+            pixel.insert(0, v["pixel_values_videos"])
+            grids.insert(0, v["video_grid_thw"])
+        out.pixel_values_videos = torch.cat(pixel)
+        out.video_grid_thw = torch.cat(grids)
+
+    def encode(self, sample: Sample) -> EncodedSample:
+        if not sample.responses:
+            raise DataError(f"{sample.id or 'sample'}: no responses to score")
+        for i, r in enumerate(sample.responses):
+            if not isinstance(r, str) or not r.strip():
+                raise DataError(f"{sample.id or 'sample'}: response {i} is empty")
+        return EncodedSample(self.prompt(sample), [self.response(r) for r in sample.responses], sample.id)

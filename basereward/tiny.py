@@ -1,0 +1,215 @@
+"""Tiny, randomly initialised checkpoints of the real architectures, built offline.
+
+`basereward init-tiny DIR --arch qwen2_5_vl|qwen2_vl|qwen2` writes a standard Hugging Face directory
+(config.json, model.safetensors, tokenizer files with the Qwen special tokens and chat template, and for the VL
+architectures preprocessor_config.json) exactly like a downloaded Qwen2.5-VL-7B-Instruct, so the loading code that
+serves real checkpoints is the code the tests exercise.
+
+The tokenizer is a byte-level BPE trained in-process on a small synthetic corpus; the special tokens take ids 0-6 in
+the order Qwen uses. Sizes: `--size test` (hidden 64, vision 64, the fastest) and `--size demo` (the calibrated
+config that learns image-grounded questions on 2 cores: text 64 x 2 layers, vision 128 x 2 full-attention blocks,
+init std 0.08, rope theta 30, mrope section [2, 2, 4]; see specs/environment.md "Tiny models that learn").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# A simplified Qwen2-VL chat template: default system turn, `{"type": "image"}` parts become
+# <|vision_start|><|image_pad|><|vision_end|> (the processor expands the pad to one token per merged patch).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+SIZES = {
+    # text hidden/layers/heads/kv, vision hidden/depth/heads, init std, rope theta, mrope section
+    "test": dict(hidden=64, layers=2, heads=4, kv=2, ffn=128, v_hidden=64, v_depth=2, v_heads=4, v_ffn=128,
+                 init_std=0.02, rope_theta=10000.0, mrope=[2, 3, 3], v_fullatt=[1]),
+    "demo": dict(hidden=64, layers=2, heads=4, kv=2, ffn=128, v_hidden=128, v_depth=2, v_heads=4, v_ffn=256,
+                 init_std=0.08, rope_theta=30.0, mrope=[2, 2, 4], v_fullatt=[0, 1]),
+}  # fmt: skip
+
+
+def _corpus() -> list[str]:
+    """Text the BPE is trained on: chat scaffolding, the synthetic data's vocabulary, digits and common words."""
+    words = (
+        "What colour is the shape ? The shape is red blue green yellow purple orange white black . "
+        "What shape is shown ? It is a circle square triangle star . How many shapes are there ? There are "
+        "one two three four five 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 + - = "
+        "Is the on left or right side of the image ? answer question user assistant system You are a helpful "
+        "assistant Answer the with a single word number . , ! ? : ; ' \" ( ) the a an of in to and is are was"
+    )
+    lines = [words] * 4
+    lines += [f"What is {a} + {b}? {a} + {b} = {a + b}." for a in range(10) for b in range(10)]
+    lines += ["<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"]
+    return lines
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:2] + SPECIAL_TOKENS[3:],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_image_processor(max_pixels: int = 112 * 112, min_pixels: int = 56 * 56):
+    from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(
+        patch_size=14,
+        temporal_patch_size=2,
+        merge_size=2,
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+    )
+
+
+def build_model(arch: str, tokenizer, size: str = "test", seed: int = 0):
+    """A randomly initialised model of `arch` (the full generation model, LM head included, like a real release)."""
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+    )
+
+    s = SIZES[size]
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=s["hidden"],
+        intermediate_size=s["ffn"],
+        num_hidden_layers=s["layers"],
+        num_attention_heads=s["heads"],
+        num_key_value_heads=s["kv"],
+        max_position_embeddings=4096,
+        initializer_range=s["init_std"],
+        bos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    if arch == "qwen2":
+        cfg = Qwen2Config(**text, rope_parameters={"rope_type": "default", "rope_theta": s["rope_theta"]})
+        cfg._attn_implementation = "sdpa"
+        return Qwen2ForCausalLM(cfg)
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": s["rope_theta"],
+        "mrope_section": s["mrope"],
+    }
+    vision = dict(
+        depth=s["v_depth"],
+        hidden_size=s["v_hidden"],
+        embed_dim=s["v_hidden"],
+        intermediate_size=s["v_ffn"],
+        num_heads=s["v_heads"],
+        patch_size=14,
+        temporal_patch_size=2,
+        spatial_merge_size=2,
+        initializer_range=s["init_std"],
+    )
+    tokens = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    if arch == "qwen2_5_vl":
+        vision.update(out_hidden_size=s["hidden"], window_size=56, fullatt_block_indexes=s["v_fullatt"])
+        cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
+        model_cls = Qwen2_5_VLForConditionalGeneration
+    elif arch == "qwen2_vl":
+        vision.update(mlp_ratio=s["v_ffn"] // s["v_hidden"])
+        cfg = Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
+        model_cls = Qwen2VLForConditionalGeneration
+    else:
+        raise ValueError(f"unknown arch {arch!r}; choose qwen2_5_vl, qwen2_vl or qwen2")
+    cfg.initializer_range = s["init_std"]
+    cfg._attn_implementation = "sdpa"
+    return model_cls(cfg)
+
+
+def init_tiny(out_dir: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, size: str = "test") -> Path:
+    """Write a tiny checkpoint directory in the standard Hugging Face layout. Returns the directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer()
+    model = build_model(arch, tok, size=size, seed=seed)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    if arch != "qwen2":
+        from basereward.model.processor import image_only_processor_class, save_processor
+
+        proc_cls = image_only_processor_class(arch)
+        save_processor(
+            proc_cls(image_processor=build_image_processor(), tokenizer=tok, chat_template=CHAT_TEMPLATE), out
+        )
+    (out / "tiny.json").write_text(json.dumps({"arch": arch, "seed": seed, "size": size}) + "\n")
+    return out
+
+
+def add_args(p) -> None:
+    p.add_argument("dir", help="output directory")
+    p.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen2_vl", "qwen2"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--size", default="test", choices=sorted(SIZES), help="test (fastest) or demo (learns fast)"
+    )
+
+
+def run(args) -> dict:
+    import torch
+
+    out = init_tiny(args.dir, arch=args.arch, seed=args.seed, size=args.size)
+    from basereward.model.backbone import load_backbone
+
+    n_params = sum(p.numel() for p in load_backbone(out, dtype=torch.float32).parameters())
+    return {
+        "model_dir": str(out),
+        "arch": args.arch,
+        "size": args.size,
+        "seed": args.seed,
+        "backbone_params": n_params,
+    }

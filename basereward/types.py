@@ -1,0 +1,106 @@
+"""The records passed between pipeline stages: image/video references, preference pairs, scoring samples.
+
+Every stage speaks these types: converters and benchmark loaders produce `PreferencePair`s, the collator turns
+`Sample`s into tensors, the scoring path returns one reward per response. Nothing here imports torch.
+
+Prompt convention (the unified pair record of specs/datasets.md): `prompt` is a list of `{"role", "content"}`
+messages whose `content` is a string; the user text holds exactly one literal `<image>` tag per entry of `images`
+(in order) and one `<video>` tag per entry of `videos`. Responses hold no tags.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGE_TAG = "<image>"
+VIDEO_TAG = "<video>"
+
+
+class DataError(ValueError):
+    """Bad input. The message always names where it is: `file:line`, a record id, or a request field."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image, either a file on disk or encoded bytes (PNG/JPEG/...). Loaded lazily with `load()`."""
+
+    path: str | None = None
+    data: bytes | None = None
+    where: str = ""  # e.g. "train.jsonl:12" or "request.messages[0].content[1]", used in error messages
+
+    def load(self, max_pixels: int | None = None):
+        """Decode to an RGB PIL image. Raises DataError naming `where` and the path on any failure."""
+        from PIL import Image, UnidentifiedImageError
+
+        label = f"{self.where}: " if self.where else ""
+        if self.path is None and self.data is None:
+            raise DataError(f"{label}image has neither a path nor bytes")
+        if self.path is not None and not Path(self.path).is_file():
+            raise DataError(f"{label}image file not found: {self.path}")
+        try:
+            src = self.path if self.path is not None else io.BytesIO(self.data)
+            with Image.open(src) as im:
+                w, h = im.size
+                if max_pixels is not None and w * h > max_pixels:
+                    raise DataError(
+                        f"{label}image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
+                    )
+                im.load()
+                return im.convert("RGB")
+        except DataError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            what = self.path if self.path is not None else f"{len(self.data)} embedded bytes"
+            raise DataError(f"{label}corrupt or unreadable image ({what}): {e}") from e
+
+    def describe(self) -> str:
+        return self.path if self.path is not None else f"<{len(self.data or b'')} bytes>"
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A video given as a folder of frame images (the MM-RLHF-RewardBench layout) or as explicit frames."""
+
+    frames_dir: str | None = None
+    frames: tuple[ImageRef, ...] = ()
+    where: str = ""
+
+
+@dataclass
+class Sample:
+    """One prompt (+ images/videos) and K >= 1 responses to score. A pair is a Sample with K = 2."""
+
+    prompt: list[dict[str, Any]]
+    responses: list[str]
+    images: list[ImageRef] = field(default_factory=list)
+    videos: list[VideoRef] = field(default_factory=list)
+    id: str = ""
+
+
+@dataclass
+class PreferencePair:
+    """The unified pair record (specs/datasets.md section 1)."""
+
+    id: str
+    prompt: list[dict[str, Any]]
+    chosen: str
+    rejected: str
+    images: list[ImageRef] = field(default_factory=list)
+    videos: list[VideoRef] = field(default_factory=list)
+    source: str = ""
+    score_chosen: float | None = None
+    score_rejected: float | None = None
+    margin: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    where: str = ""  # "file:line" this record came from, for error messages
+
+    def as_sample(self) -> Sample:
+        """Responses in the order [chosen, rejected]."""
+        return Sample(self.prompt, [self.chosen, self.rejected], self.images, self.videos, self.id)
+
+    @property
+    def has_media(self) -> bool:
+        return bool(self.images or self.videos)
