@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("basereward.train", "train a reward model: --config FILE [key=value ...]"),
     "score": ("basereward.score_cli", "score pair JSONL with a trained model"),
+    "eval": (
+        "basereward.eval.evaluate",
+        "evaluate on VL-RewardBench / Multimodal RewardBench / MM-RLHF / pairs",
+    ),
     "data synth": (
         "basereward.data.synthetic",
         "write synthetic image-grounded + text-only preference pairs",

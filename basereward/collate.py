@@ -43,6 +43,7 @@ class Batch:
     image_grid_thw: torch.Tensor | None = None
     pixel_values_videos: torch.Tensor | None = None
     video_grid_thw: torch.Tensor | None = None
+    second_per_grid_ts: torch.Tensor | None = None
 
     def to(self, device) -> Batch:
         moved = {}
@@ -59,7 +60,7 @@ class Batch:
         """Keyword arguments for the backbone forward (vision keys only when present)."""
         kw = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
         for name in ("mm_token_type_ids", "position_ids", "pixel_values", "image_grid_thw",
-                     "pixel_values_videos", "video_grid_thw"):  # fmt: skip
+                     "pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):  # fmt: skip
             v = getattr(self, name)
             if v is not None:
                 kw[name] = v
@@ -68,7 +69,7 @@ class Batch:
 
 def collate_padded(samples: list[EncodedSample], pad_id: int) -> Batch:
     """One right-padded row per (prompt, response). See the module docstring for an example."""
-    rows, types, pix, grids, vpix, vgrids = [], [], [], [], [], []
+    rows, types, pix, grids, vpix, vgrids, vsecs = [], [], [], [], [], [], []
     sample_index, response_index, lengths = [], [], []
     has_types = samples[0].prompt.mm_token_type_ids is not None
     for si, s in enumerate(samples):
@@ -83,6 +84,7 @@ def collate_padded(samples: list[EncodedSample], pad_id: int) -> Batch:
             if p.pixel_values_videos is not None:
                 vpix.append(p.pixel_values_videos)
                 vgrids.append(p.video_grid_thw)
+                vsecs.append(p.second_per_grid_ts)
             sample_index.append(si)
             response_index.append(ri)
             lengths.append(len(resp))
@@ -109,4 +111,5 @@ def collate_padded(samples: list[EncodedSample], pad_id: int) -> Batch:
         image_grid_thw=torch.cat(grids) if grids else None,
         pixel_values_videos=torch.cat(vpix) if vpix else None,
         video_grid_thw=torch.cat(vgrids) if vgrids else None,
+        second_per_grid_ts=torch.cat(vsecs) if vsecs else None,
     )

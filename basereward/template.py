@@ -40,7 +40,8 @@ class PromptEncoding:
     pixel_values: torch.Tensor | None = None  # (n_patches, C*temporal*patch*patch)
     image_grid_thw: torch.Tensor | None = None  # (n_images, 3)
     pixel_values_videos: torch.Tensor | None = None
-    video_grid_thw: torch.Tensor | None = None
+    video_grid_thw: torch.Tensor | None = None  # (n_videos, 3)
+    second_per_grid_ts: torch.Tensor | None = None  # (n_videos,) seconds per temporal grid step
 
 
 @dataclass
@@ -108,38 +109,53 @@ class Encoder:
         text = self.processor.apply_chat_template(
             to_content_parts(sample.prompt), add_generation_prompt=True, tokenize=False
         )
-        enc = self.processor(text=[text], images=images or None, return_tensors="pt")
-        out = PromptEncoding(
-            input_ids=enc["input_ids"][0].tolist(),
-            mm_token_type_ids=enc["mm_token_type_ids"][0].tolist(),
-            pixel_values=enc.get("pixel_values"),
-            image_grid_thw=enc.get("image_grid_thw"),
-        )
-        if sample.videos:
-            self._add_videos(out, sample)
-        return out
-
-    def _add_videos(self, out: PromptEncoding, sample: Sample) -> None:
-        """Expand each <|video_pad|> into its frames' tokens (video inputs built from PIL frames, no torchvision)."""
-        from basereward.video import build_video_inputs, load_frames
-
-        video_pad = self.tokenizer.convert_tokens_to_ids("<|video_pad|>")
-        ids, types = out.input_ids, out.mm_token_type_ids
-        pads = [i for i, t in enumerate(ids) if t == video_pad]
-        if len(pads) != len(sample.videos):
-            raise DataError(
-                f"{sample.id}: {len(sample.videos)} video(s) but {len(pads)} video placeholder(s)"
+        if not sample.videos:
+            enc = self.processor(text=[text], images=images or None, return_tensors="pt")
+            return PromptEncoding(
+                input_ids=enc["input_ids"][0].tolist(),
+                mm_token_type_ids=enc["mm_token_type_ids"][0].tolist(),
+                pixel_values=enc.get("pixel_values"),
+                image_grid_thw=enc.get("image_grid_thw"),
             )
-        pixel, grids = [], []
-        for pos, ref in zip(reversed(pads), reversed(sample.videos)):
-            v = build_video_inputs(load_frames(ref), self.processor.image_processor)
-            n = v["num_tokens"]
-            ids[pos : pos + 1] = [video_pad] * n
-            types[pos : pos + 1] = [2] * n
-            pixel.insert(0, v["pixel_values_videos"])
-            grids.insert(0, v["video_grid_thw"])
-        out.pixel_values_videos = torch.cat(pixel)
-        out.video_grid_thw = torch.cat(grids)
+        return self._prompt_with_videos(text, images, sample)
+
+    def _prompt_with_videos(self, text: str, images: list, sample: Sample) -> PromptEncoding:
+        """The processor cannot take videos without torchvision, so the text is cut at each <|video_pad|>: the
+        pieces go through the processor with their own images, and each video's pads are spliced in between,
+        built from PIL frames (`basereward.video`). Cuts fall next to special tokens, so BPE merges are unchanged."""
+        from basereward.video import load_video_inputs
+
+        pad_token = "<|video_pad|>"
+        pieces = text.split(pad_token)
+        if len(pieces) - 1 != len(sample.videos):
+            raise DataError(f"{sample.id}: {len(sample.videos)} video(s) but {len(pieces) - 1} video placeholder(s)")
+        pad_id = self.tokenizer.convert_tokens_to_ids(pad_token)
+        out = PromptEncoding(input_ids=[], mm_token_type_ids=[])
+        pix, grids, vpix, vgrids, secs = [], [], [], [], []
+        remaining = list(images)
+        for k, piece in enumerate(pieces):
+            n_img = piece.count("<|image_pad|>")
+            piece_images, remaining = remaining[:n_img], remaining[n_img:]
+            if piece:
+                enc = self.processor(text=[piece], images=piece_images or None, return_tensors="pt")
+                out.input_ids += enc["input_ids"][0].tolist()
+                out.mm_token_type_ids += enc["mm_token_type_ids"][0].tolist()
+                if piece_images:
+                    pix.append(enc["pixel_values"])
+                    grids.append(enc["image_grid_thw"])
+            if k < len(sample.videos):
+                v = load_video_inputs(sample.videos[k], self.processor.image_processor)
+                out.input_ids += [pad_id] * v["num_tokens"]
+                out.mm_token_type_ids += [2] * v["num_tokens"]
+                vpix.append(v["pixel_values_videos"])
+                vgrids.append(v["video_grid_thw"])
+                secs += v["second_per_grid_ts"]
+        out.pixel_values = torch.cat(pix) if pix else None
+        out.image_grid_thw = torch.cat(grids) if grids else None
+        out.pixel_values_videos = torch.cat(vpix)
+        out.video_grid_thw = torch.cat(vgrids)
+        out.second_per_grid_ts = torch.tensor(secs, dtype=torch.float32)
+        return out
 
     def encode(self, sample: Sample) -> EncodedSample:
         if not sample.responses:

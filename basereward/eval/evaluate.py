@@ -1,0 +1,182 @@
+"""`basereward eval`: score a reward benchmark exactly as its official script counts, and write a report.
+
+    basereward eval --benchmark vl-rewardbench --data VL-RewardBench/ --model runs/rm --out reports/vlrb
+    basereward eval --benchmark mm-rlhf-rewardbench --data mm_reward_bench.jsonl --images images/ --scorer length
+
+load pairs -> score every pair's two responses independently (tqdm on stderr) -> official metrics (+ the length
+baseline beside a model) -> report in --out -> the last stdout line is one JSON object: the headline numbers
+(percent, unrounded) and counts. With `--scorer length` no image is read.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from basereward.eval.benchmarks import BENCHMARKS, data_files, load_benchmark
+from basereward.eval.benchmarks.common import sha256_file
+from basereward.eval.benchmarks.vl_rewardbench import CATEGORY_MAPS
+from basereward.eval.metrics import benchmark_result
+from basereward.eval.report import Run, markdown_tables, write_report
+from basereward.types import DataError, PreferencePair, Sample
+
+Scorer = Callable[[list[Sample]], list[list[float]]]
+
+CATEGORY_MAP_NOTES = {
+    "multimodal-rewardbench": "2_get_accuracy.py buckets: Category, with safety split into bias/toxicity and "
+    "reasoning into math/coding by ID prefix",
+    "mm-rlhf-rewardbench": "path keyword mcq/long/short/safety/video (cal_performance_mmreweard_bench.py)",
+    "pairs": "meta.category, else source",
+}
+
+
+def add_args(p) -> None:
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--data", required=True, help="the benchmark file, or its dataset folder")
+    p.add_argument(
+        "--images", help="media root (default: the data file's folder); unused by --benchmark pairs"
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--model", help="a trained reward-model directory")
+    who.add_argument(
+        "--scorer", choices=["length"], help="built-in baseline: reward = response length in chars"
+    )
+    p.add_argument(
+        "--out", help="report folder (metrics.json, report.md, PNG plots); none is written without it"
+    )
+    p.add_argument("--limit", type=int, help="score only the first N pairs (a quick look)")
+    p.add_argument(
+        "--category-map",
+        default="official",
+        choices=sorted(CATEGORY_MAPS),
+        help="VL-RewardBench grouping (official = the only split comparable across papers); all maps are "
+        "reported in --out either way",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="samples per scorer call")
+
+
+def length_scorer(samples: list[Sample]) -> list[list[float]]:
+    """Reward = the response's length in characters. Reads no image: it measures a benchmark's length bias."""
+    return [[float(len(r)) for r in s.responses] for s in samples]
+
+
+def score_pairs(pairs: list[PreferencePair], scorer: Scorer, batch_size: int, desc: str) -> tuple[list, list]:
+    """Rewards of the preferred and the rejected response of every pair (each response scored on its own)."""
+    pref, rej = [], []
+    with tqdm(total=len(pairs), desc=desc, unit="pair", file=sys.stderr, mininterval=0.5) as bar:
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            rewards = scorer([p.as_sample() for p in batch])
+            if len(rewards) != len(batch) or any(len(r) != 2 for r in rewards):
+                raise RuntimeError(
+                    f"scorer returned {len(rewards)} reward lists for {len(batch)} pairs (2 each)"
+                )
+            pref += [float(r[0]) for r in rewards]
+            rej += [float(r[1]) for r in rewards]
+            bar.update(len(batch))
+    return pref, rej
+
+
+def check_media(pairs: list[PreferencePair]) -> None:
+    """Fail before hours of scoring, not in the middle: every image file and frames folder must exist."""
+    from basereward.video import list_frames
+
+    missing = []
+    for p in pairs:
+        missing += [
+            f"{img.where}: image file not found: {img.path}"
+            for img in p.images
+            if img.path and not Path(img.path).is_file()
+        ]
+        for v in p.videos:
+            if v.frames_dir is not None:
+                try:
+                    list_frames(v.frames_dir, v.where)
+                except DataError as e:
+                    missing.append(str(e))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}{more}; pass --images with the folder that holds the benchmark's media")
+
+
+def run(args) -> dict:
+    # 1. data (loader warnings are shown and kept in the report)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pairs = load_benchmark(args.benchmark, args.data, images=args.images, limit=args.limit)
+    notes = [str(w.message) for w in caught]
+    if args.images and args.benchmark == "pairs":
+        notes.append("--images is ignored for --benchmark pairs (paths are relative to the JSONL file)")
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if not pairs:
+        raise DataError(f"{args.data}: no pairs to evaluate")
+    files = data_files(args.benchmark, args.data)
+
+    # 2. scorer
+    if args.model:
+        from basereward.scoring import load_scorer
+
+        check_media(pairs)
+        # progress=False: this loop shows one bar in pairs; a second, nested bar from the scorer would garble it
+        scorer, label = load_scorer(args.model, progress=False), Path(args.model).name or str(args.model)
+    else:
+        scorer, label = length_scorer, "length (baseline)"
+
+    # 3. score
+    t0 = time.perf_counter()
+    pref, rej = score_pairs(pairs, scorer, args.batch_size, desc=f"{args.benchmark} [{label}]")
+    seconds = time.perf_counter() - t0
+
+    # 4. metrics: the chosen map, the length baseline beside a model, and (VL-RB) every other map for comparison
+    cmap = args.category_map
+    main = Run(label, benchmark_result(args.benchmark, pairs, pref, rej, cmap), pref, rej)
+    lengths = ([len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs])
+    baseline = None
+    if args.model:
+        lp, lr = [float(x) for x in lengths[0]], [float(x) for x in lengths[1]]
+        baseline = Run("length (baseline)", benchmark_result(args.benchmark, pairs, lp, lr, cmap), lp, lr)
+    alternatives = None
+    if args.benchmark == "vl-rewardbench":
+        alternatives = {
+            m: (desc, benchmark_result(args.benchmark, pairs, pref, rej, m))
+            for m, (_, desc) in CATEGORY_MAPS.items()
+            if m != cmap
+        }
+        map_note = {"name": cmap, "description": CATEGORY_MAPS[cmap][1]}
+    else:
+        map_note = {"name": "official", "description": CATEGORY_MAP_NOTES[args.benchmark]}
+
+    # 5. report
+    info = {
+        "scorer": "model" if args.model else "length",
+        "model": str(Path(args.model).resolve()) if args.model else None,
+        "data": [
+            {"path": str(f.resolve()), "sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files
+        ],
+        "images": args.images,
+        "limit": args.limit,
+        "category_map": map_note,
+        "timing": {"seconds": seconds, "pairs_per_s": len(pairs) / seconds if seconds > 0 else None},
+        "warnings": notes,
+    }
+    paths = {}
+    if args.out:
+        paths = write_report(
+            args.out, benchmark=args.benchmark, main=main, baseline=baseline, lengths=lengths, info=info,
+            alternatives=alternatives,
+        )  # fmt: skip
+    print(markdown_tables(args.benchmark, [main] + ([baseline] if baseline else [])))
+    if args.out:
+        print(f"report: {paths['report.md']}")
+
+    # 6. the result line (printed last by cli.py)
+    extra = {"benchmark": args.benchmark, "scorer": info["scorer"], "model": info["model"]}
+    if args.benchmark == "vl-rewardbench":
+        extra["category_map"] = cmap
+    return {**main.result.headline, **extra, "pairs_per_s": info["timing"]["pairs_per_s"], "report": args.out}

@@ -1,0 +1,321 @@
+"""The evaluation report in `--out`: `metrics.json` (every number with its counts, ties, category map, scorer,
+data checksums), `report.md` (tables in the papers' layouts with the length-baseline row beside the model) and three
+PNG plots (per-category accuracy; preferred vs rejected reward histogram; reward vs response length with Pearson
+and Spearman correlations). Plots use matplotlib's Agg backend, so no display is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from basereward.eval.metrics import Result, pearson, spearman
+
+# benchmark -> tables, each (title, [(column header, headline key)]), in the layout its papers print.
+LAYOUTS: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {
+    "vl-rewardbench": [
+        (
+            "VL-RewardBench (Overall = micro over pairs; Macro = mean of the 3 groups)",
+            [("General", "general"), ("Hallucination", "hallucination"), ("Reasoning", "reasoning"),
+             ("Overall Acc", "overall"), ("Macro Avg Acc", "macro")],
+        ),
+    ],
+    "multimodal-rewardbench": [
+        (
+            "Official README layout (Overall = micro over all rows)",
+            [("Overall", "overall"), ("Correctness", "general_correctness"), ("Preference", "general_preference"),
+             ("Knowledge", "knowledge"), ("Reasoning", "reasoning"), ("Safety", "safety"), ("VQA", "vqa")],
+        ),
+        (
+            "RM-paper layout, paper-style (Overall = unweighted mean of these 7 columns)",
+            [("Correctness", "general_correctness"), ("Preference", "general_preference"), ("Knowledge", "knowledge"),
+             ("Math", "reasoning_math"), ("Coding", "reasoning_coding"), ("Safety", "safety"), ("VQA", "vqa"),
+             ("Mean7", "mean7")],
+        ),
+    ],
+    "mm-rlhf-rewardbench": [
+        (
+            "MM-RLHF-RewardBench (Acc = pairs right; Acc+ = query ids with every pair right)",
+            [("mcq", "mcq"), ("long", "long"), ("short", "short"), ("safety", "safety"), ("video", "video"),
+             ("Acc", "acc"), ("Acc+", "acc_plus")],
+        ),
+    ],
+    "pairs": [("Pair accuracy", [("Accuracy", "accuracy")])],
+}  # fmt: skip
+
+TITLES = {
+    "vl-rewardbench": "VL-RewardBench",
+    "multimodal-rewardbench": "Multimodal RewardBench",
+    "mm-rlhf-rewardbench": "MM-RLHF-RewardBench",
+    "pairs": "Pair JSONL",
+}
+
+
+@dataclass
+class Run:
+    """One scorer's outcome on the benchmark: its label, metrics and per-pair rewards (preferred, rejected)."""
+
+    label: str
+    result: Result
+    pref: list[float]
+    rej: list[float]
+
+
+def fmt(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def markdown_tables(benchmark: str, runs: list[Run]) -> str:
+    """The headline tables, one row per run (the tables printed on stdout and at the top of report.md)."""
+    out = []
+    for title, cols in LAYOUTS[benchmark]:
+        n_key = "n_pairs" if benchmark == "mm-rlhf-rewardbench" else "n"
+        header = ["Model", *(h for h, _ in cols), "n", "ties"]
+        out += [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for run in runs:
+            h = run.result.headline
+            cells = [run.label, *(fmt(h.get(k)) for _, k in cols), str(h[n_key]), str(h["ties"])]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _category_table(run: Run) -> list[str]:
+    rows = ["| Category | Right / pairs | Accuracy | Ties |", "|---|---|---|---|"]
+    for name, t in sorted(run.result.categories.items()):
+        rows.append(f"| {name} | {t.correct} / {t.n} | {fmt(t.accuracy)} | {t.ties} |")
+    return rows
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    benchmark: str,
+    main: Run,
+    baseline: Run | None,
+    lengths: tuple[list[int], list[int]],
+    info: dict,
+    alternatives: dict[str, tuple[str, Result]] | None = None,
+) -> dict[str, str]:
+    """Write metrics.json, report.md and the PNGs; returns {name: path}. `lengths` are the character lengths of the
+    preferred and rejected responses; `alternatives` maps a category-map name to (description, Result)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    all_rewards = main.pref + main.rej
+    all_lengths = [float(x) for x in lengths[0] + lengths[1]]
+    corr = {"pearson": pearson(all_lengths, all_rewards), "spearman": spearman(all_lengths, all_rewards)}
+
+    def block(run: Run) -> dict:
+        return {
+            "label": run.label,
+            "metrics": run.result.headline,
+            "categories": {k: t.as_dict() for k, t in sorted(run.result.categories.items())},
+            **run.result.extra,
+        }
+
+    doc = {
+        **info,
+        "benchmark": benchmark,
+        "policy": "pair right iff reward(preferred) > reward(rejected); ties count wrong and are counted",
+        "metrics": main.result.headline,
+        "result": block(main),
+        "baseline_length": block(baseline) if baseline else None,
+        "reward_vs_length": corr,
+        "alternative_category_maps": {
+            name: {"description": desc, **block(Run(name, res, [], []))}
+            for name, (desc, res) in (alternatives or {}).items()
+        },
+    }
+    paths = {"metrics.json": out / "metrics.json", "report.md": out / "report.md"}
+    paths["metrics.json"].write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+    runs = [main] + ([baseline] if baseline else [])
+    plots = {
+        "category_accuracy.png": plot_category_accuracy(out / "category_accuracy.png", benchmark, runs),
+        "reward_hist.png": plot_reward_hist(out / "reward_hist.png", main),
+        "reward_vs_length.png": plot_reward_vs_length(out / "reward_vs_length.png", main, lengths, corr),
+    }
+    paths.update(plots)
+    paths["report.md"].write_text(_markdown(benchmark, runs, info, corr, alternatives or {}))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _markdown(benchmark, runs, info, corr, alternatives) -> str:
+    main = runs[0]
+    data = ", ".join(f"`{d['path']}` (sha256 `{d['sha256'][:16]}…`)" for d in info.get("data", []))
+    lines = [
+        f"# {TITLES[benchmark]}: {main.label}",
+        "",
+        f"- Data: {data}" + (f"; first {info['limit']} pairs only (`--limit`)" if info.get("limit") else ""),
+        f"- Scorer: {info.get('scorer')}" + (f" (`{info['model']}`)" if info.get("model") else ""),
+        f"- Category map: {info['category_map']['name']} ({info['category_map']['description']})",
+        "- Rule: a pair is right iff reward(preferred) > reward(rejected); ties count wrong (the `ties` column).",
+        "- `length` = the response's length in characters: the benchmark's length bias, no model involved.",
+        "",
+        markdown_tables(benchmark, runs),
+    ]
+    extra = main.result.extra
+    if benchmark == "mm-rlhf-rewardbench":
+        acc_plus = extra["acc_plus_by_category"]
+        lines += [
+            "**Acc+ per category** (query ids with every pair right / ids with a pair in the category)",
+            "",
+            "| " + " | ".join(acc_plus) + " |",
+            "|" + "---|" * len(acc_plus),
+            "| " + " | ".join(fmt(v) for v in acc_plus.values()) + " |",
+            "",
+        ]
+    if alternatives:
+        cols = LAYOUTS["vl-rewardbench"][0][1]
+        lines += [
+            "**Other category maps** (same pairs and rewards; groups and Macro differ between maps, so only "
+            "Overall is comparable across papers; `official` is the VL-RewardBench paper's split)",
+            "",
+            "| Map | " + " | ".join(h for h, _ in cols) + " | Groups (n) |",
+            "|---|" + "---|" * (len(cols) + 1),
+        ]
+        for name, (desc, res) in alternatives.items():
+            sizes = "/".join(
+                str(res.categories[g].n) if g in res.categories else "0"
+                for g in ("general", "hallucination", "reasoning")
+            )
+            lines.append(
+                f"| {name}: {desc} | " + " | ".join(fmt(res.headline[k]) for _, k in cols) + f" | {sizes} |"
+            )
+        lines.append("")
+    if extra.get("duplicate_pair_keys"):
+        lines += [
+            f"- {extra['duplicate_pair_keys']} row(s) repeat an earlier pair key (id, query, responses): counted once.",
+            "",
+        ]
+    lines += [f"**Per category, {main.label}**", "", *_category_table(main), ""]
+    lines += [
+        f"Reward vs response length over all responses: Pearson r = {fmt(corr['pearson'])}, "
+        f"Spearman rho = {fmt(corr['spearman'])}.",
+        "",
+        "![per-category accuracy](category_accuracy.png)",
+        "![rewards of preferred and rejected responses](reward_hist.png)",
+        "![reward vs response length](reward_vs_length.png)",
+        "",
+    ]
+    if info.get("warnings"):
+        lines += ["**Warnings**", "", *(f"- {w}" for w in info["warnings"]), ""]
+    return "\n".join(lines)
+
+
+# --- plots -----------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# benchmark -> (per-category bars, aggregate bars), as (label, headline key)
+BARS = {
+    "vl-rewardbench": (
+        [("General", "general"), ("Hallucination", "hallucination"), ("Reasoning", "reasoning")],
+        [("Overall", "overall"), ("Macro", "macro")],
+    ),
+    "multimodal-rewardbench": (
+        [("Correctness", "general_correctness"), ("Preference", "general_preference"), ("Knowledge", "knowledge"),
+         ("Math", "reasoning_math"), ("Coding", "reasoning_coding"), ("Safety", "safety"), ("VQA", "vqa")],
+        [("Overall (micro)", "overall"), ("Mean7", "mean7")],
+    ),
+    "mm-rlhf-rewardbench": (
+        [("mcq", "mcq"), ("long", "long"), ("short", "short"), ("safety", "safety"), ("video", "video")],
+        [("Acc", "acc"), ("Acc+", "acc_plus")],
+    ),
+}  # fmt: skip
+
+
+def _bar_columns(benchmark: str, run: Run) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    if benchmark == "pairs":
+        return [(name, name) for name in sorted(run.result.categories)], [("all", "accuracy")]
+    return BARS[benchmark]
+
+
+def plot_category_accuracy(path: Path, benchmark: str, runs: list[Run]) -> Path:
+    plt = _pyplot()
+    per_category, aggregates = _bar_columns(benchmark, runs[0])
+    cols = per_category + aggregates
+
+    def value(run: Run, key: str):
+        if benchmark == "pairs" and key != "accuracy":
+            return run.result.categories[key].accuracy
+        return run.result.headline.get(key)
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(cols) + 2), 4.2))
+    width = 0.8 / len(runs)
+    for j, run in enumerate(runs):
+        xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(cols))]
+        vals = [value(run, k) for _, k in cols]
+        bars = ax.bar(
+            xs, [v or 0.0 for v in vals], width, label=run.label, color=["tab:blue", "tab:gray"][j % 2]
+        )
+        for bar, v in zip(bars, vals):
+            ax.annotate(fmt(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                        fontsize=7, xytext=(0, 2), textcoords="offset points")  # fmt: skip
+    ax.axhline(50, color="tab:red", lw=0.8, ls="--", label="chance (50)")
+    ax.axvline(len(per_category) - 0.5, color="black", lw=0.6, ls=":")  # categories | aggregates
+    ax.set_xticks(range(len(cols)), [h for h, _ in cols], rotation=20, ha="right")
+    ax.set_ylim(0, 125)  # headroom so the legend never covers a 100 % bar's label
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{TITLES[benchmark]}: accuracy per category (ties count wrong)")
+    ax.legend(fontsize=8, loc="upper left", ncols=len(runs) + 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_reward_hist(path: Path, run: Run) -> Path:
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    finite = [v for v in run.pref + run.rej if np.isfinite(v)]
+    bins = np.histogram_bin_edges(finite, bins=min(40, max(10, len(finite) // 10))) if finite else 10
+    ax.hist(
+        [v for v in run.pref if np.isfinite(v)], bins=bins, alpha=0.55, label="preferred", color="tab:green"
+    )
+    ax.hist([v for v in run.rej if np.isfinite(v)], bins=bins, alpha=0.55, label="rejected", color="tab:red")
+    h = run.result.headline
+    acc = h.get("accuracy", h.get("overall", h.get("acc")))
+    ax.set_title(
+        f"Rewards, preferred vs rejected: {run.label}\naccuracy {fmt(acc)} %, {h['ties']} ties", fontsize=10
+    )
+    ax.set_xlabel("reward")
+    ax.set_ylabel("responses")
+    ax.yaxis.get_major_locator().set_params(integer=True)  # counts: no 0.5 ticks on small sets
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_reward_vs_length(path: Path, run: Run, lengths: tuple[list[int], list[int]], corr: dict) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.scatter(lengths[0], run.pref, s=10, alpha=0.6, label="preferred", color="tab:green", marker="o")
+    ax.scatter(lengths[1], run.rej, s=12, alpha=0.6, label="rejected", color="tab:red", marker="x")
+    # linear axes on purpose: Pearson measures a linear relation, and the plot should show what it measures
+    ax.set_xlabel("response length (characters)")
+    ax.set_ylabel("reward")
+    ax.set_title(
+        f"Reward vs response length: {run.label}\n"
+        f"Pearson r = {fmt(corr['pearson'])}, Spearman rho = {fmt(corr['spearman'])} (all responses)",
+        fontsize=10,
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
