@@ -29,8 +29,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "basereward.data.synthetic",
         "write synthetic image-grounded + text-only preference pairs",
     ),
-    "data build": ("basereward.data.mixture", "build a training mixture from a recipe (configs/data/*.yaml)"),
-    "data split": ("basereward.data.split", "split pairs into train/validation by prompt+image hash"),
 }
 
 
