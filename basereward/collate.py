@@ -44,6 +44,10 @@ class Batch:
     pixel_values_videos: torch.Tensor | None = None
     video_grid_thw: torch.Tensor | None = None
     second_per_grid_ts: torch.Tensor | None = None
+    # shared layout only: (R, L) amount subtracted from each token's sequential position so that every response
+    # restarts right after its prompt; the model turns it into (3, R, L) mRoPE / (R, L) 1-D position ids
+    position_shift: torch.Tensor | None = None
+    valid_mask: torch.Tensor | None = None  # shared layout only: (R, L) 1 for real tokens, 0 for padding
 
     def to(self, device) -> Batch:
         moved = {}
@@ -113,3 +117,95 @@ def collate_padded(samples: list[EncodedSample], pad_id: int) -> Batch:
         video_grid_thw=torch.cat(vgrids) if vgrids else None,
         second_per_grid_ts=torch.cat(vsecs) if vsecs else None,
     )
+
+
+def collate_shared(samples: list[EncodedSample], pad_id: int) -> Batch:
+    """Prefix-shared layout: one row per sample, `[prompt | response 1 | ... | response K]`, right-padded.
+
+    The image and prompt are encoded once per sample instead of once per response. Exactness comes from three parts:
+    - a 4-D boolean mask (R, 1, L, L): a token sees the prompt and the earlier tokens of its own response, never
+      another response; padding sees only itself (so no row of the softmax is empty);
+    - `position_shift`: response k's positions are reduced by the lengths of responses 1..k-1, so each starts at
+      the position right after the prompt (on all three mRoPE axes: responses are text);
+    - rewards are read at the last token of each response.
+
+    Example (prompt [5, 6], responses [7, 2] and [8, 9, 2]; second sample prompt [5], response [4, 2]; pad 0):
+
+        input_ids      = [[5, 6, 7, 2, 8, 9, 2],     segments = [[0, 0, 1, 1, 2, 2, 2],
+                          [5, 4, 2, 0, 0, 0, 0]]                 [0, 1, 1, -1, -1, -1, -1]]
+        position_shift = [[0, 0, 0, 0, 2, 2, 2],     -> positions [[0, 1, 2, 3, 2, 3, 4], [0, 1, 2, ...]]
+                          [0, 0, 0, 0, 0, 0, 0]]
+        score_rows = [0, 0, 1]     score_cols = [3, 6, 2]
+    """
+    rows, types, shifts, segs = [], [], [], []
+    pix, grids, vpix, vgrids, vsecs = [], [], [], [], []
+    score_rows, score_cols, sample_index, response_index, lengths = [], [], [], [], []
+    has_types = samples[0].prompt.mm_token_type_ids is not None
+    for si, s in enumerate(samples):
+        p = s.prompt
+        row, seg, shift, before = list(p.input_ids), [0] * len(p.input_ids), [0] * len(p.input_ids), 0
+        for ri, resp in enumerate(s.responses):
+            row += resp
+            seg += [ri + 1] * len(resp)
+            shift += [before] * len(resp)
+            before += len(resp)
+            score_rows.append(si)
+            score_cols.append(len(row) - 1)
+            sample_index.append(si)
+            response_index.append(ri)
+            lengths.append(len(resp))
+        rows.append(row)
+        segs.append(seg)
+        shifts.append(shift)
+        if has_types:
+            types.append(p.mm_token_type_ids + [0] * (len(row) - len(p.input_ids)))
+        if p.pixel_values is not None:
+            pix.append(p.pixel_values)
+            grids.append(p.image_grid_thw)
+        if p.pixel_values_videos is not None:
+            vpix.append(p.pixel_values_videos)
+            vgrids.append(p.video_grid_thw)
+            vsecs.append(p.second_per_grid_ts)
+    n, width = len(rows), max(len(r) for r in rows)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    segments = torch.full((n, width), -1, dtype=torch.long)
+    position_shift = torch.zeros((n, width), dtype=torch.long)
+    mm_types = torch.zeros((n, width), dtype=torch.long) if has_types else None
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        segments[i, : len(r)] = torch.tensor(segs[i])
+        position_shift[i, : len(r)] = torch.tensor(shifts[i])
+        if has_types:
+            mm_types[i, : len(r)] = torch.tensor(types[i])
+    return Batch(
+        input_ids=input_ids,
+        attention_mask=shared_attention_mask(segments),
+        score_rows=torch.tensor(score_rows),
+        score_cols=torch.tensor(score_cols),
+        sample_index=torch.tensor(sample_index),
+        response_index=torch.tensor(response_index),
+        response_lengths=torch.tensor(lengths),
+        mm_token_type_ids=mm_types,
+        pixel_values=torch.cat(pix) if pix else None,
+        image_grid_thw=torch.cat(grids) if grids else None,
+        pixel_values_videos=torch.cat(vpix) if vpix else None,
+        video_grid_thw=torch.cat(vgrids) if vgrids else None,
+        second_per_grid_ts=torch.cat(vsecs) if vsecs else None,
+        position_shift=position_shift,
+        valid_mask=(segments >= 0).long(),
+    )
+
+
+def shared_attention_mask(segments: torch.Tensor) -> torch.Tensor:
+    """(R, L) segment ids (-1 pad, 0 prompt, k >= 1 response k) -> (R, 1, L, L) bool, True = may attend.
+
+    allowed[q, k] = k <= q and seg[k] >= 0 and (seg[k] == 0 or seg[k] == seg[q]); a padding query sees itself."""
+    length = segments.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    q, k = segments[:, :, None], segments[:, None, :]
+    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
+    pad_self = torch.eye(length, dtype=torch.bool) & (q < 0)
+    return (allowed | pad_self)[:, None]
+
+
+COLLATORS = {"padded": collate_padded, "shared": collate_shared}

@@ -78,7 +78,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     freeze_vision: bool = False  # freeze the vision tower blocks (recipe hint: freeze_vit true)
     freeze_aligner: bool = False  # freeze the vision-language merger/projector
-    layout: str = "padded"  # padded: one row per (prompt, response)
+    layout: str = "shared"  # shared: one row [prompt | chosen | rejected], image encoded once; padded: a row per response
     eval_every: int = 0  # evaluate on data.validation every N steps (0: only at the end)
     eval_batch_size: int = 16  # sequences per evaluation forward
     max_eval_pairs: int | None = None  # evaluate on at most this many validation pairs (the first ones)
@@ -95,7 +95,7 @@ class TrainConfig:
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
                              f"({self.micro_batch_size})")  # fmt: skip
-        checks = {"precision": ("fp32", "bf16", "bf16-pure"), "layout": ("padded",)}
+        checks = {"precision": ("fp32", "bf16", "bf16-pure"), "layout": ("shared", "padded")}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

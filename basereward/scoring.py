@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from basereward.collate import Batch, collate_padded
+from basereward.collate import COLLATORS, Batch
 from basereward.template import EncodedSample, Encoder
 from basereward.types import Sample
 
@@ -30,8 +30,12 @@ def batch_rewards(model, batch: Batch) -> list[list[float]]:
 
 @torch.inference_mode()
 def score_encoded(model, encoded: Sequence[EncodedSample], pad_id: int, *, max_rows: int = 16,
-                  autocast_dtype: torch.dtype | None = None) -> list[list[float]]:  # fmt: skip
-    """Rewards for already-encoded samples, `max_rows` sequences per forward (one sample is never split)."""
+                  autocast_dtype: torch.dtype | None = None, layout: str = "shared") -> list[list[float]]:  # fmt: skip
+    """Rewards for already-encoded samples, at most `max_rows` responses per forward (a sample is never split).
+
+    layout "shared" (default) encodes each prompt and its images once for all its responses; "padded" repeats
+    them per response. Both give the same rewards (to float rounding; see tests/test_shared_layout.py)."""
+    collate = COLLATORS[layout]
     out: list[list[float]] = []
     chunk: list[EncodedSample] = []
     rows = 0
@@ -43,7 +47,7 @@ def score_encoded(model, encoded: Sequence[EncodedSample], pad_id: int, *, max_r
             with torch.autocast(
                 device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
             ):
-                out.extend(batch_rewards(model, collate_padded(chunk, pad_id)))
+                out.extend(batch_rewards(model, collate(chunk, pad_id)))
         chunk, rows = [], 0
 
     for enc in encoded:
@@ -62,13 +66,14 @@ class RewardScorer:
     """
 
     def __init__(self, model, processor, *, batch_size: int = 16, autocast_dtype: torch.dtype | None = None,
-                 progress: bool = False):  # fmt: skip
+                 progress: bool = False, layout: str = "shared"):  # fmt: skip
         self.model = model
         self.processor = processor
         self.encoder = Encoder(processor, model.model_type, model.pool_token)
         self.batch_size = batch_size
         self.autocast_dtype = autocast_dtype
         self.progress = progress
+        self.layout = layout
 
     def encode(self, sample: Sample) -> EncodedSample:
         return self.encoder.encode(sample)
@@ -83,10 +88,14 @@ class RewardScorer:
         for start in range(0, len(samples), step):
             chunk = [self.encode(s) for s in samples[start : start + step]]
             out.extend(score_encoded(self.model, chunk, self.encoder.pad_id, max_rows=self.batch_size,
-                                     autocast_dtype=self.autocast_dtype))  # fmt: skip
+                                     autocast_dtype=self.autocast_dtype, layout=self.layout))  # fmt: skip
             bar.update(len(chunk))
         bar.close()
         return out
+
+    def score_group(self, prompt: list[dict], responses: list[str], images=(), videos=()) -> list[float]:
+        """Rewards of K responses to one prompt (a GRPO group): one forward, prompt and images encoded once."""
+        return self([Sample(list(prompt), list(responses), list(images), list(videos))], progress=False)[0]
 
     def normalize(self, reward: float) -> float:
         stats = self.model.reward_stats or {}
@@ -115,7 +124,7 @@ Scorer = Callable[[Sequence[Sample]], list[list[float]]]
 
 
 def score_pairs(model, encoder: Encoder, pairs, *, max_rows: int = 16, autocast_dtype: torch.dtype | None = None,
-                progress: bool = False) -> tuple[list[float], list[float]]:  # fmt: skip
+                progress: bool = False, layout: str = "shared") -> tuple[list[float], list[float]]:  # fmt: skip
     """(chosen rewards, rejected rewards) for a sequence of PreferencePair, through the one scoring path."""
     from tqdm.auto import tqdm
 

@@ -128,7 +128,9 @@ class Encoder:
         pad_token = "<|video_pad|>"
         pieces = text.split(pad_token)
         if len(pieces) - 1 != len(sample.videos):
-            raise DataError(f"{sample.id}: {len(sample.videos)} video(s) but {len(pieces) - 1} video placeholder(s)")
+            raise DataError(
+                f"{sample.id}: {len(sample.videos)} video(s) but {len(pieces) - 1} video placeholder(s)"
+            )
         pad_id = self.tokenizer.convert_tokens_to_ids(pad_token)
         out = PromptEncoding(input_ids=[], mm_token_type_ids=[])
         pix, grids, vpix, vgrids, secs = [], [], [], [], []

@@ -24,7 +24,7 @@ from basereward.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from basereward.collate import Batch, collate_padded
+from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.losses import pair_loss
 from basereward.model.backbone import vision_modules
@@ -38,8 +38,8 @@ class StepBatches(torch.utils.data.Dataset):
     of `randperm(n, generator=seed + e)`; step s takes stream positions [s * batch_size, (s + 1) * batch_size)."""
 
     def __init__(self, pairs, encoder: Encoder, batch_size: int, micro_batch_size: int, seed: int,
-                 max_length: int | None, num_steps: int):  # fmt: skip
-        self.pairs, self.encoder = pairs, encoder
+                 max_length: int | None, num_steps: int, layout: str = "shared"):  # fmt: skip
+        self.pairs, self.encoder, self.collate = pairs, encoder, COLLATORS[layout]
         self.batch_size, self.micro = batch_size, micro_batch_size
         self.seed, self.max_length, self.num_steps = seed, max_length, num_steps
         self._perms: dict[int, list[int]] = {}
@@ -78,7 +78,7 @@ class StepBatches(torch.utils.data.Dataset):
                 encoded.append(enc)
                 margins.append(float(pair.margin or 0.0))
             if encoded:
-                micro_batches.append((collate_padded(encoded, self.encoder.pad_id), torch.tensor(margins)))
+                micro_batches.append((self.collate(encoded, self.encoder.pad_id), torch.tensor(margins)))
         return micro_batches, too_long
 
 
@@ -199,7 +199,7 @@ def main(cfg: TrainConfig) -> dict:
 
     # --- loop
     steps = StepBatches(train_pairs, encoder, cfg.batch_size, cfg.micro_batch_size, cfg.seed, cfg.data.max_length,
-                        total_steps)  # fmt: skip
+                        total_steps, cfg.layout)  # fmt: skip
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(steps, range(start_step, total_steps)), batch_size=None,
         num_workers=cfg.num_workers, persistent_workers=False,

@@ -88,7 +88,7 @@ def test_resume_is_bit_for_bit(tmp_path, tiny_dirs, colour_data):
 
 def test_training_and_score_feed_identical_token_ids(tmp_path, tiny_dirs, colour_data):
     """Template parity: the trainer's micro-batch rows equal what the scoring path builds for the same pairs."""
-    from basereward.collate import collate_padded
+    from basereward.collate import COLLATORS
     from basereward.data.io import read_pairs
     from basereward.model.processor import load_processor
     from basereward.model.reward_model import RewardModel
@@ -102,7 +102,7 @@ def test_training_and_score_feed_identical_token_ids(tmp_path, tiny_dirs, colour
     ((batch, _),) = steps[0][0]
     idx = steps.indices(0)
     scorer = RewardScorer(RewardModel.from_backbone(tiny_dirs["qwen2_5_vl"]), proc)
-    ref = collate_padded([scorer.encode(pairs[i].as_sample()) for i in idx], scorer.encoder.pad_id)
+    ref = COLLATORS[scorer.layout]([scorer.encode(pairs[i].as_sample()) for i in idx], scorer.encoder.pad_id)
     assert torch.equal(batch.input_ids, ref.input_ids)
     assert torch.equal(batch.mm_token_type_ids, ref.mm_token_type_ids)
     assert torch.equal(batch.pixel_values, ref.pixel_values)

@@ -57,11 +57,36 @@ class RewardModel(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Rewards (N,) in fp32, one per response, in the batch's reward order."""
-        out = self.backbone(**batch.model_inputs(), use_cache=False)
+        inputs = batch.model_inputs()
+        if batch.position_shift is not None:
+            inputs["position_ids"] = self.shared_position_ids(batch)
+            if self.backbone.config._attn_implementation == "eager":  # eager adds the mask to the scores
+                inputs["attention_mask"] = torch.zeros(batch.attention_mask.shape, dtype=self.dtype_of_compute(),
+                    device=batch.attention_mask.device).masked_fill(~batch.attention_mask, torch.finfo(
+                    self.dtype_of_compute()).min)  # fmt: skip
+        out = self.backbone(**inputs, use_cache=False)
         h = out.last_hidden_state[batch.score_rows, batch.score_cols]
         # The head runs in fp32 whatever the backbone dtype: it is tiny and rewards feed a sigmoid.
         with torch.autocast(device_type=h.device.type, enabled=False):
             return self.head.float()(h.float())
+
+    def shared_position_ids(self, batch: Batch) -> torch.Tensor:
+        """Positions for the prefix-shared layout: the row's positions as if it were one sequence (mRoPE for VL
+        backbones, so image tokens get their 2-D grid positions), minus `position_shift` so every response restarts
+        right after the prompt. Exact because responses are text: their three mRoPE axes advance together."""
+        valid = batch.valid_mask
+        if self.model_type in ("qwen2_5_vl", "qwen2_vl"):
+            extra = (
+                {"second_per_grid_ts": batch.second_per_grid_ts} if self.model_type == "qwen2_5_vl" else {}
+            )
+            pos, _ = self.backbone.get_rope_index(batch.input_ids, batch.mm_token_type_ids,
+                image_grid_thw=batch.image_grid_thw, video_grid_thw=batch.video_grid_thw, attention_mask=valid,
+                **extra)  # fmt: skip
+            return (pos - batch.position_shift[None]).masked_fill(valid[None] == 0, 1)
+        return ((valid.cumsum(-1) - 1) - batch.position_shift).masked_fill(valid == 0, 1)
+
+    def dtype_of_compute(self) -> torch.dtype:
+        return next(self.backbone.parameters()).dtype
 
     def save(self, out_dir: str | Path, processor=None) -> Path:
         out = Path(out_dir)
