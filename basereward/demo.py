@@ -66,6 +66,26 @@ def accuracy_by_kind(model, encoder, pairs) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}
 
 
+def benchmark_reports(model_dir: str, test_pairs, out: Path) -> dict:
+    """The held-out image pairs written in each benchmark's official schema, evaluated by `basereward eval` (real
+    loaders, official metrics, length baseline beside the model); reports land in out/reports/<benchmark>/."""
+    import argparse
+
+    from basereward.eval import evaluate
+    from basereward.eval.synthetic_sets import write_all
+
+    headline = {}
+    for name, (data, root) in write_all(test_pairs, out / "benchmark-sets").items():
+        print(f"--- {name} (synthetic set in the official schema: {data})", flush=True)
+        args = argparse.Namespace(benchmark=name, data=str(data), images=str(root), model=model_dir, scorer=None,
+                                  out=str(out / "reports" / name), limit=None, category_map="official",
+                                  batch_size=16)  # fmt: skip
+        res = evaluate.run(args)
+        headline[name] = {k: v for k, v in res.items() if k not in ("model", "report", "scorer", "benchmark")}
+        headline[name]["report"] = res["report"]
+    return headline
+
+
 def main(out: Path, steps: int, seed: int = 0) -> dict:
     from basereward.data.io import read_pairs
     from basereward.data.synthetic import synthesize
@@ -104,6 +124,7 @@ def main(out: Path, steps: int, seed: int = 0) -> dict:
     print(
         f"{'text-only':<10} {len(text_pairs):>6} {text.get('addition', float('nan')):>11.3f}   (unseen sums)\n"
     )
+    benchmarks = benchmark_reports(result["model_dir"], test, out)
     return {
         "heldout_accuracy": overall(seen),
         "image_blind_accuracy": overall(blind),
@@ -115,6 +136,7 @@ def main(out: Path, steps: int, seed: int = 0) -> dict:
         "train_seconds": result["train_seconds"],
         "validation_accuracy": result["validation"].get("accuracy"),
         "model_dir": result["model_dir"],
+        "benchmarks": benchmarks,
         "total_seconds": time.time() - t0,
     }
 
