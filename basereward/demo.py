@@ -86,7 +86,9 @@ def benchmark_reports(model_dir: str, test_pairs, out: Path) -> dict:
     return headline
 
 
-def main(out: Path, steps: int, seed: int = 0) -> dict:
+def main(
+    out: Path, steps: int, seed: int = 0, train_pairs: int = TRAIN_PAIRS, eval_pairs: int = EVAL_PAIRS
+) -> dict:
     from basereward.data.io import read_pairs
     from basereward.data.synthetic import synthesize
     from basereward.model.reward_model import load_reward_model
@@ -98,7 +100,7 @@ def main(out: Path, steps: int, seed: int = 0) -> dict:
     print(f"[1/4] tiny Qwen2.5-VL -> {out / 'tiny'}", flush=True)
     init_tiny(out / "tiny", arch="qwen2_5_vl", seed=seed, size="demo")
     print(f"[2/4] synthetic pairs -> {out / 'data'}", flush=True)
-    synthesize(out / "data", pairs=TRAIN_PAIRS, eval_pairs=EVAL_PAIRS, seed=seed)
+    synthesize(out / "data", pairs=train_pairs, eval_pairs=eval_pairs, seed=seed)
     print(f"[3/4] training {steps} steps", flush=True)
     cfg = dataclasses.replace(demo_config(out, steps), seed=seed)
     result = train_main(cfg)
@@ -145,7 +147,11 @@ def add_args(p) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (tiny model, data, training run)")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps (32 pairs each)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-pairs", type=int, default=TRAIN_PAIRS, help="synthetic training pairs")
+    p.add_argument(
+        "--eval-pairs", type=int, default=EVAL_PAIRS, help="synthetic validation and test pairs (each)"
+    )
 
 
 def run(args) -> dict:
-    return main(Path(args.out), args.steps, args.seed)
+    return main(Path(args.out), args.steps, args.seed, args.train_pairs, args.eval_pairs)
