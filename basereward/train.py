@@ -171,7 +171,7 @@ def main(cfg: TrainConfig) -> dict:
     if cfg.freeze_aligner and aligner is not None:
         aligner.requires_grad_(False)
     if cfg.gradient_checkpointing:
-        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.backbone.activation_checkpointing_enable({"use_reentrant": False})
     if cfg.precision == "bf16-pure":
         model.backbone.to(torch.bfloat16)
     model.to(device).train()

@@ -1,5 +1,6 @@
 """The trainer: it learns, it freezes what it should, it resumes bit-for-bit, and it feeds the same ids as `score`."""
 
+import json
 import shutil
 
 import pytest
@@ -106,3 +107,15 @@ def test_training_and_score_feed_identical_token_ids(tmp_path, tiny_dirs, colour
     assert torch.equal(batch.input_ids, ref.input_ids)
     assert torch.equal(batch.mm_token_type_ids, ref.mm_token_type_ids)
     assert torch.equal(batch.pixel_values, ref.pixel_values)
+
+
+def test_bf16_checkpointing_workers_padded_and_tensorboard_run(tmp_path, tiny_dirs, colour_data):
+    """The optional paths run end to end: bf16 autocast, gradient checkpointing, a DataLoader worker, the padded
+    layout, frozen aligner, TensorBoard scalars."""
+    res = train_main(config(tmp_path / "run", tiny_dirs["qwen2_5_vl"], colour_data, max_steps=2, precision="bf16",
+                            gradient_checkpointing=True, num_workers=1, layout="padded", freeze_aligner=True,
+                            tensorboard=True, eval_every=1, max_eval_pairs=8))  # fmt: skip
+    assert res["steps"] == 2 and 0.0 <= res["validation"]["accuracy"] <= 1.0
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    evals = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals if e["split"] == "eval"] == [1, 2]
