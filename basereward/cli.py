@@ -29,6 +29,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "basereward.data.synthetic",
         "write synthetic image-grounded + text-only preference pairs",
     ),
+    "data convert": (
+        "basereward.data.convert",
+        "convert a public preference dataset's download into pair shards",
+    ),
+    "data build": ("basereward.data.mixture", "build a training mixture from a recipe (configs/data/*.yaml)"),
+    "data split": ("basereward.data.split", "split pairs into train/validation by prompt+image hash"),
+    "data decontam": (
+        "basereward.data.decontam",
+        "find/remove training pairs whose prompt+image is in a benchmark",
+    ),
 }
 
 

@@ -131,7 +131,7 @@ def score_pairs(model, encoder: Encoder, pairs, *, max_rows: int = 16, autocast_
     chosen, rejected = [], []
     step = max(1, max_rows // 2)
     for start in tqdm(range(0, len(pairs), step), desc="eval", disable=not progress, leave=False):
-        enc = [encoder.encode(p.as_sample()) for p in pairs[start : start + step]]
+        enc = [encoder.encode(pairs[i].as_sample()) for i in range(start, min(start + step, len(pairs)))]
         for c, r in score_encoded(
             model, enc, encoder.pad_id, max_rows=max_rows, autocast_dtype=autocast_dtype
         ):

@@ -106,7 +106,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def evaluate(model, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) -> dict:
     model.eval()
-    pairs = pairs[: cfg.max_eval_pairs] if cfg.max_eval_pairs else pairs
+    if cfg.max_eval_pairs:
+        pairs = [pairs[i] for i in range(min(cfg.max_eval_pairs, len(pairs)))]
     chosen, rejected = score_pairs(
         model, encoder, pairs, max_rows=cfg.eval_batch_size, autocast_dtype=autocast_dtype
     )
@@ -129,7 +130,8 @@ def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str):
     stats = LoadStats()
     pairs = open_pairs(path, on_error=on_error, stats=stats)
     if drop_ties:
-        pairs = [p for p in pairs if not p.meta.get("tie")]
+        # shard folders filter by scanning one column and stay memory-mapped; JSONL is already in a list
+        pairs = pairs.drop_ties() if hasattr(pairs, "drop_ties") else [p for p in pairs if not p.meta.get("tie")]
     if not len(pairs):
         raise ValueError(f"{what} data {path} has no usable pairs")
     return pairs, stats

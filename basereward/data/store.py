@@ -2,9 +2,10 @@
 
 `open_pairs(path)` returns a random-access sequence of `PreferencePair` (len + integer indexing):
 - a pair JSONL file (`basereward.data.io`), loaded and validated up front;
-- a shard folder written by `basereward data convert/build/split/decontam` (`basereward.data.shards`): Arrow
-  files are memory-mapped and Parquet row groups read on demand, so the set is never loaded whole; images come
-  back as bytes or as paths resolved against the folder. A JSONL-format folder opens its `pairs.jsonl`.
+- a shard folder written by `basereward data convert/build/split/decontam` (`basereward.data.shard_reader`):
+  Arrow files are memory-mapped and Parquet row groups read on demand, so the set is never loaded whole;
+  images come back as bytes or as paths resolved against the folder. A JSONL-format folder opens its
+  `pairs.jsonl`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from basereward.data.io import LoadStats, read_pairs
-from basereward.data.shards import MANIFEST, ShardedPairs, is_shard_dir
+from basereward.data.shard_reader import ShardedPairs, is_shard_dir
+from basereward.data.shards import MANIFEST
 from basereward.types import DataError, PreferencePair
 
 

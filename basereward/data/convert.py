@@ -1,0 +1,194 @@
+"""`basereward data convert`: one public dataset's download -> unified pair records (shard folder or JSONL).
+
+    basereward data convert --source rlaif-v --input data/raw/openbmb/RLAIF-V-Dataset --out data/pairs/rlaif-v
+
+The converter (basereward/data/sources) turns raw rows into pairs; this driver validates every pair
+(placeholder count, responses, images decodable), applies the error policy and writes shards. Bad input fails
+with a message naming source, file and row; with `--on-error skip` the row is skipped and counted by reason.
+Rows a source's own rules leave out (ties, video, ...) are counted as `dropped`, never errors.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from basereward.data.io import LoadStats
+from basereward.data.shards import FORMATS, ShardWriter
+from basereward.data.sources import SOURCES, converter
+from basereward.data.sources.text import Drop
+from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, ImageRef, PreferencePair
+
+
+@dataclass
+class ConvertStats(LoadStats):
+    """LoadStats (`lines` = raw rows read, `kept` = rows that gave pairs, `skipped` = bad rows by reason) plus
+    rows dropped by the source's rules and the pairs written."""
+
+    dropped: dict[str, int] = field(default_factory=dict)
+    pairs: int = 0
+
+    def report(self) -> dict:
+        return {
+            "rows_read": self.lines,
+            "rows_converted": self.kept,
+            "pairs": self.pairs,
+            "dropped": dict(sorted(self.dropped.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "skip_examples": self.examples[:5],
+        }
+
+
+def add_args(parser) -> None:
+    parser.add_argument(
+        "--source", required=True, choices=list(SOURCES), help="which public dataset (or import format)"
+    )
+    parser.add_argument(
+        "--input", required=True, type=Path, help="the download: file, folder, or save_to_disk folder"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--images", type=Path, help="image root (folder, zip, split zip, tar) if not the default"
+    )
+    parser.add_argument(
+        "--format", default="parquet", choices=FORMATS, help="parquet shards (default), arrow, jsonl"
+    )
+    parser.add_argument(
+        "--image-mode", default="bytes", choices=("bytes", "path"), help="embed images or store files"
+    )
+    parser.add_argument(
+        "--on-error", default="fail", choices=("fail", "skip"), help="bad rows: stop, or skip and count"
+    )
+    parser.add_argument("--split", help="split/subset to read (HF split files, SHP split, MMPR subset)")
+    parser.add_argument(
+        "--revision", help="the Hub commit you downloaded; recorded in every pair's meta.revision"
+    )
+    parser.add_argument("--limit", type=int, help="stop after this many pairs (smoke tests)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+
+
+def run(args) -> dict:
+    return convert(
+        args.source,
+        args.input,
+        args.out,
+        images=args.images,
+        fmt=args.format,
+        image_mode=args.image_mode,
+        on_error=args.on_error,
+        split=args.split,
+        revision=args.revision,
+        limit=args.limit,
+        overwrite=args.overwrite,
+    )
+
+
+def convert(
+    source: str,
+    inp: str | Path,
+    out: str | Path,
+    *,
+    images: str | Path | None = None,
+    fmt: str = "parquet",
+    image_mode: str = "bytes",
+    on_error: str = "fail",
+    split: str | None = None,
+    revision: str | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    images_dir: Path | None = None,
+) -> dict:
+    """Convert and write; returns the report (also stored in the folder's manifest under "convert")."""
+    t0 = time.perf_counter()
+    stats = ConvertStats()
+    with ShardWriter(
+        out, fmt=fmt, image_mode=image_mode, images_dir=images_dir, overwrite=overwrite
+    ) as writer:
+        pairs = iter_pairs(
+            source, Path(inp), images=images, on_error=on_error, split=split, revision=revision, stats=stats
+        )
+        for pair in pairs:
+            writer.write(pair)
+            if limit is not None and stats.pairs >= limit:
+                break
+        report = {"source": source, "input": str(inp), "revision": revision, **stats.report()}
+        manifest = writer.close({"convert": report})
+    report.update(out=str(out), format=fmt, sources=manifest["sources"], image_rows=manifest["image_rows"])
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    print(
+        f"{source}: {stats.lines} rows -> {stats.pairs} pairs; dropped {sum(stats.dropped.values())}, "
+        f"skipped {stats.n_skipped} -> {out}",
+        file=sys.stderr,
+    )
+    return report
+
+
+def iter_pairs(
+    source: str,
+    inp: Path,
+    *,
+    images: str | Path | None = None,
+    on_error: str = "fail",
+    split: str | None = None,
+    revision: str | None = None,
+    stats: ConvertStats | None = None,
+) -> Iterator[PreferencePair]:
+    """The validated pairs of a source, applying the error policy; `stats` counts everything."""
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    stats = stats if stats is not None else ConvertStats()
+    for where, result in converter(source)(Path(inp), Path(images) if images else None, split):
+        stats.lines += 1
+        if isinstance(result, Drop):
+            stats.dropped[result.reason] = stats.dropped.get(result.reason, 0) + 1
+            continue
+        try:
+            if isinstance(result, Exception):
+                raise result
+            for pair in result:
+                check_pair(pair, where)
+        except DataError as e:
+            err = (
+                e if str(e).startswith("[") else DataError(f"[{source}] {e}")
+            )  # every message names the source
+            if on_error == "fail":
+                raise err from None
+            stats.skip(err)
+            continue
+        stats.kept += 1
+        for pair in result:
+            if revision:
+                pair.meta["revision"] = revision
+            stats.pairs += 1
+            yield pair
+
+
+def check_pair(pair: PreferencePair, where: str) -> None:
+    """The unified record's rules (specs/datasets.md section 1), and every image decodable, before writing."""
+    if not pair.prompt or pair.prompt[-1]["role"] != "user":
+        raise DataError(f"{where}: the prompt must end with a user turn")
+    for key, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: empty response in '{key}'")
+        if IMAGE_TAG in text or VIDEO_TAG in text:
+            raise DataError(f"{where}: '{key}' contains an {IMAGE_TAG}/{VIDEO_TAG} tag")
+    tags = sum(m["content"].count(IMAGE_TAG) for m in pair.prompt)
+    if tags != len(pair.images):
+        raise DataError(f"{where}: image placeholder count mismatch: {tags} tags, {len(pair.images)} images")
+    for img in pair.images:
+        verify_image(img)
+
+
+def verify_image(img: ImageRef) -> None:
+    """Header + structure check without a full decode; a corrupt file fails here, naming the row."""
+    from PIL import Image
+
+    try:
+        with Image.open(img.path if img.path is not None else io.BytesIO(img.data)) as im:
+            im.verify()
+    except Exception as e:  # PIL raises many types for bad files; all mean "unreadable"
+        raise DataError(f"{img.where}: unreadable image: {img.describe()}: {e}") from e
