@@ -109,54 +109,51 @@ class Encoder:
         text = self.processor.apply_chat_template(
             to_content_parts(sample.prompt), add_generation_prompt=True, tokenize=False
         )
-        if not sample.videos:
-            enc = self.processor(text=[text], images=images or None, return_tensors="pt")
-            return PromptEncoding(
-                input_ids=enc["input_ids"][0].tolist(),
-                mm_token_type_ids=enc["mm_token_type_ids"][0].tolist(),
-                pixel_values=enc.get("pixel_values"),
-                image_grid_thw=enc.get("image_grid_thw"),
-            )
-        return self._prompt_with_videos(text, images, sample)
+        return self._vision_prompt(text, images, sample)
 
-    def _prompt_with_videos(self, text: str, images: list, sample: Sample) -> PromptEncoding:
-        """The processor cannot take videos without torchvision, so the text is cut at each <|video_pad|>: the
-        pieces go through the processor with their own images, and each video's pads are spliced in between,
-        built from PIL frames (`basereward.video`). Cuts fall next to special tokens, so BPE merges are unchanged."""
-        from basereward.video import load_video_inputs
-
-        pad_token = "<|video_pad|>"
-        pieces = text.split(pad_token)
-        if len(pieces) - 1 != len(sample.videos):
+    def _vision_prompt(self, text: str, images: list, sample: Sample) -> PromptEncoding:
+        """Tokenise the templated text once, then expand each `<|image_pad|>` / `<|video_pad|>` to one token per
+        merged patch of its image / video. This is what the Qwen processor's `__call__` does (a test checks the
+        ids, token types and pixels are identical) without its per-call overhead, and it can take videos, which
+        the processor cannot without torchvision (video inputs are built from PIL frames in `basereward.video`)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        image_pad = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        video_pad = self.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+        label = sample.id or "sample"
+        if ids.count(image_pad) != len(images):
             raise DataError(
-                f"{sample.id}: {len(sample.videos)} video(s) but {len(pieces) - 1} video placeholder(s)"
+                f"{label}: {len(images)} image(s) but {ids.count(image_pad)} image placeholder(s)"
             )
-        pad_id = self.tokenizer.convert_tokens_to_ids(pad_token)
+        if ids.count(video_pad) != len(sample.videos):
+            raise DataError(
+                f"{label}: {len(sample.videos)} video(s) but {ids.count(video_pad)} video placeholder(s)"
+            )
+        ip = self.processor.image_processor
         out = PromptEncoding(input_ids=[], mm_token_type_ids=[])
-        pix, grids, vpix, vgrids, secs = [], [], [], [], []
-        remaining = list(images)
-        for k, piece in enumerate(pieces):
-            n_img = piece.count("<|image_pad|>")
-            piece_images, remaining = remaining[:n_img], remaining[n_img:]
-            if piece:
-                enc = self.processor(text=[piece], images=piece_images or None, return_tensors="pt")
-                out.input_ids += enc["input_ids"][0].tolist()
-                out.mm_token_type_ids += enc["mm_token_type_ids"][0].tolist()
-                if piece_images:
-                    pix.append(enc["pixel_values"])
-                    grids.append(enc["image_grid_thw"])
-            if k < len(sample.videos):
-                v = load_video_inputs(sample.videos[k], self.processor.image_processor)
-                out.input_ids += [pad_id] * v["num_tokens"]
-                out.mm_token_type_ids += [2] * v["num_tokens"]
-                vpix.append(v["pixel_values_videos"])
-                vgrids.append(v["video_grid_thw"])
-                secs += v["second_per_grid_ts"]
-        out.pixel_values = torch.cat(pix) if pix else None
-        out.image_grid_thw = torch.cat(grids) if grids else None
-        out.pixel_values_videos = torch.cat(vpix)
-        out.video_grid_thw = torch.cat(vgrids)
-        out.second_per_grid_ts = torch.tensor(secs, dtype=torch.float32)
+        image_tokens: list[int] = []
+        if images:
+            vis = ip(images=images, return_tensors="pt")
+            out.pixel_values, out.image_grid_thw = vis["pixel_values"], vis["image_grid_thw"]
+            image_tokens = (out.image_grid_thw.prod(-1) // ip.merge_size**2).tolist()
+        video_tokens: list[int] = []
+        if sample.videos:
+            from basereward.video import load_video_inputs
+
+            vids = [load_video_inputs(v, ip) for v in sample.videos]
+            out.pixel_values_videos = torch.cat([v["pixel_values_videos"] for v in vids])
+            out.video_grid_thw = torch.cat([v["video_grid_thw"] for v in vids])
+            out.second_per_grid_ts = torch.tensor([t for v in vids for t in v["second_per_grid_ts"]])
+            video_tokens = [v["num_tokens"] for v in vids]
+        n_img = n_vid = 0
+        for t in ids:
+            if t == image_pad:
+                n, kind, n_img = image_tokens[n_img], 1, n_img + 1
+            elif t == video_pad:
+                n, kind, n_vid = video_tokens[n_vid], 2, n_vid + 1
+            else:
+                n, kind = 1, 0
+            out.input_ids += [t] * n
+            out.mm_token_type_ids += [kind] * n
         return out
 
     def encode(self, sample: Sample) -> EncodedSample:

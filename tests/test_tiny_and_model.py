@@ -125,3 +125,50 @@ def test_save_then_load_in_a_new_process_gives_identical_rewards(tiny_dirs, tmp_
 def test_load_reward_model_refuses_a_plain_backbone_dir(tiny_dirs):
     with pytest.raises(FileNotFoundError, match="basereward.json"):
         load_reward_model(tiny_dirs["qwen2"])
+
+
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen2_vl"])
+def test_encoder_gives_exactly_what_the_qwen_processor_gives(tiny_dirs, arch, tmp_path):
+    """The Encoder expands image pads itself (no per-call processor overhead); it must match the processor's own
+    `__call__` exactly: ids, token types, pixels, grids. Multi-image, non-square and text-only prompts."""
+    from PIL import Image
+
+    from basereward.template import to_content_parts
+
+    paths = []
+    for i, size in enumerate([(224, 112), (84, 168), (300, 300)]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", size, (40 * i, 100, 200)).save(paths[-1])
+    proc = load_processor(tiny_dirs[arch], arch)
+    enc = Encoder(proc, arch)
+    cases = [
+        Sample([{"role": "user", "content": "<image>\nFirst <image> then\n<image> all three?"}], ["a"],
+               [ImageRef(path=str(p)) for p in paths]),
+        Sample([{"role": "system", "content": "S."}, {"role": "user", "content": "<image>What?"}], ["a"],
+               [ImageRef(path=str(paths[1]))]),
+        Sample([{"role": "user", "content": "No image at all."}], ["a"]),
+    ]  # fmt: skip
+    for s in cases:
+        ours = enc.encode(s).prompt
+        text = proc.apply_chat_template(
+            to_content_parts(s.prompt), add_generation_prompt=True, tokenize=False
+        )
+        imgs = [r.load() for r in s.images] or None
+        ref = proc(text=[text], images=imgs, return_tensors="pt")
+        assert ours.input_ids == ref["input_ids"][0].tolist()
+        assert ours.mm_token_type_ids == ref["mm_token_type_ids"][0].tolist()
+        if imgs:
+            assert torch.equal(ours.pixel_values, ref["pixel_values"])
+            assert torch.equal(ours.image_grid_thw, ref["image_grid_thw"])
+        else:
+            assert ours.pixel_values is None and "pixel_values" not in ref
+
+
+def test_placeholder_mismatch_is_a_named_error(tiny_dirs, red_png):
+    from basereward.types import DataError
+
+    enc = Encoder(load_processor(tiny_dirs["qwen2_5_vl"], "qwen2_5_vl"), "qwen2_5_vl")
+    with pytest.raises(DataError, match="rec-7: 1 image"):
+        enc.encode(
+            Sample([{"role": "user", "content": "no tag"}], ["a"], [ImageRef(path=str(red_png))], id="rec-7")
+        )
