@@ -14,7 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from basereward.model.head import HeadConfig
+ACTIVATION_NAMES = ("none", "tanh", "silu", "relu")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    layers: int = 2  # number of Linear layers, 1-5
+    width: int | None = None  # hidden width of the inner layers; None = the backbone's hidden size
+    activation: str = "silu"  # none | tanh | silu | relu
+    dropout: float = 0.0  # before each Linear; the paper does not state one
+
+    def __post_init__(self):
+        if not 1 <= self.layers <= 5:
+            raise ValueError(f"head.layers must be 1-5, got {self.layers}")
+        if self.activation not in ACTIVATION_NAMES:
+            raise ValueError(
+                f"head.activation must be one of {list(ACTIVATION_NAMES)}, got {self.activation!r}"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ import io
 import time
 from pathlib import Path
 
-from basereward.config import DataArgs, ModelArgs, OptimArgs, TrainConfig
-from basereward.model.head import HeadConfig
+from basereward.config import DataArgs, HeadConfig, ModelArgs, OptimArgs, TrainConfig
 
 TRAIN_PAIRS = 12000
 EVAL_PAIRS = 500

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from basereward.model.head import HeadConfig, RewardHead
+from basereward.config import HeadConfig
+from basereward.model.head import RewardHead
 from basereward.model.processor import load_processor
 from basereward.model.reward_model import RewardModel, load_reward_model
 from basereward.scoring import RewardScorer

@@ -6,29 +6,13 @@ plain linear head; `activation="none"` stacks linear layers with nothing between
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from basereward.config import ACTIVATION_NAMES, HeadConfig
+
 ACTIVATIONS = {"none": nn.Identity, "tanh": nn.Tanh, "silu": nn.SiLU, "relu": nn.ReLU}
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    layers: int = 2  # number of Linear layers, 1-5
-    width: int | None = None  # hidden width of the inner layers; None = the backbone's hidden size
-    activation: str = "silu"  # none | tanh | silu | relu
-    dropout: float = 0.0  # before each Linear; the paper does not state one
-
-    def __post_init__(self):
-        if not 1 <= self.layers <= 5:
-            raise ValueError(f"head.layers must be 1-5, got {self.layers}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"head.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+assert set(ACTIVATIONS) == set(ACTIVATION_NAMES)  # the config validates names; this maps them
 
 
 class RewardHead(nn.Module):

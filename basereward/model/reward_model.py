@@ -22,8 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from basereward.collate import Batch
+from basereward.config import HeadConfig
 from basereward.model.backbone import hidden_size, load_backbone, model_type_of
-from basereward.model.head import HeadConfig, RewardHead
+from basereward.model.head import RewardHead
 
 META_FILE = "basereward.json"
 HEAD_FILE = "head.safetensors"
@@ -64,6 +65,8 @@ class RewardModel(nn.Module):
                 inputs["attention_mask"] = torch.zeros(batch.attention_mask.shape, dtype=self.dtype_of_compute(),
                     device=batch.attention_mask.device).masked_fill(~batch.attention_mask, torch.finfo(
                     self.dtype_of_compute()).min)  # fmt: skip
+        if getattr(self, "attention_adapter", None) is not None:  # GPU: basereward.model.gpu_attention.enable
+            inputs = self.attention_adapter(batch, inputs)
         out = self.backbone(**inputs, use_cache=False)
         h = out.last_hidden_state[batch.score_rows, batch.score_cols]
         # The head runs in fp32 whatever the backbone dtype: it is tiny and rewards feed a sigmoid.
