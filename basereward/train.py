@@ -131,7 +131,9 @@ def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str):
     pairs = open_pairs(path, on_error=on_error, stats=stats)
     if drop_ties:
         # shard folders filter by scanning one column and stay memory-mapped; JSONL is already in a list
-        pairs = pairs.drop_ties() if hasattr(pairs, "drop_ties") else [p for p in pairs if not p.meta.get("tie")]
+        pairs = (
+            pairs.drop_ties() if hasattr(pairs, "drop_ties") else [p for p in pairs if not p.meta.get("tie")]
+        )
     if not len(pairs):
         raise ValueError(f"{what} data {path} has no usable pairs")
     return pairs, stats
@@ -209,7 +211,14 @@ def main(cfg: TrainConfig) -> dict:
     logger = MetricsLogger(out, cfg.tensorboard)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", disable=not cfg.progress)
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        desc="train",
+        unit="step",
+        disable=not cfg.progress,
+        mininterval=1.0,
+    )
     skipped_too_long, window, step, last_eval = 0, [], start_step, {}
     t_loop = time.time()
     for step, (micro_batches, too_long) in enumerate(loader, start=start_step + 1):

@@ -23,7 +23,10 @@ def test_demo_yaml_matches_the_embedded_demo_recipe():
     from basereward.demo import demo_config
 
     yaml_cfg = load_config(ROOT / "configs" / "demo.yaml")
-    embedded = demo_config(Path("runs/demo"), steps=yaml_cfg.max_steps)
+    from basereward.demo import STEPS
+
+    assert yaml_cfg.max_steps == STEPS
+    embedded = demo_config(Path("runs/demo"), steps=STEPS)
     skip = {"output_dir", "model", "data"}
     for name in TrainConfig.__dataclass_fields__:
         if name not in skip:
