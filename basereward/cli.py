@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("basereward.train", "train a reward model: --config FILE [key=value ...]"),
     "score": ("basereward.score_cli", "score pair JSONL with a trained model"),
+    "serve": ("basereward.serve.cli", "serve a reward model over HTTP to RL frameworks (OpenRLHF, verl, TRL, ...)"),
+    "grpo": ("basereward.rl.grpo", "GRPO demo: TRL GRPOTrainer, tiny VL policy, hybrid BaseReward reward"),
     "eval": (
         "basereward.eval.evaluate",
         "evaluate on VL-RewardBench / Multimodal RewardBench / MM-RLHF / pairs",

@@ -1,0 +1,149 @@
+"""`basereward grpo`: GRPO with TRL's GRPOTrainer on a tiny Qwen2.5-VL policy, rewarded by a BaseReward model.
+
+    basereward demo --out runs/demo                      # trains the reward model at runs/demo/train/final
+    basereward grpo --config configs/grpo-demo.yaml [reward_model=DIR] [max_steps=30] [key=value ...]
+
+The prompts are synthetic image questions with known answers (colour, shape, count, left/right; the same renderer
+as the reward model's training data). The reward is the paper's hybrid: 1 if the completion matches the ground
+truth (the answer sentence or the bare value), else sigmoid(BaseReward(prompt, image, completion)); the images
+reach the reward model through `basereward.rl.trl`. Runs on CPU (bf16 off, no vLLM; specs/environment.md 5.2).
+Writes OUT/rewards.jsonl (one line per step) and ends with a JSON summary holding the mean reward per step.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GrpoConfig:
+    output_dir: str = "runs/grpo"  # policy/, rewards.jsonl and the trainer's files go here
+    reward_model: str = "runs/demo/train/final"  # BaseReward checkpoint (`basereward demo` writes this one)
+    reward_url: str | None = None  # score through a running `basereward serve` instead of in-process
+    policy: str | None = None  # policy checkpoint dir; None: a fresh tiny Qwen2.5-VL in output_dir/policy
+    policy_size: str = "test"  # init-tiny size of that fresh policy: test | demo
+    seed: int = 0
+    prompts: int = 256  # synthetic questions in the training set
+    kinds: str = "colour,shape,count,position"  # question kinds, comma-separated
+    matcher: str = "normalized"  # exact | normalized | choice: the rule half of the hybrid reward
+    mode: str = "hybrid"  # hybrid | prob | raw | rule
+    max_steps: int = 30  # optimizer steps
+    learning_rate: float = 1e-4
+    per_device_train_batch_size: int = 8  # completions per step (prompts x generations)
+    num_generations: int = 4  # completions per prompt (the GRPO group)
+    max_completion_length: int = 12  # new tokens per completion
+    temperature: float = 1.0
+    beta: float = 0.0  # KL coefficient; > 0 loads a reference copy of the policy from its directory
+    device: str | None = None  # reward model device (default: cuda if available)
+
+
+def question_rows(n: int, seed: int, kinds: tuple[str, ...]) -> list[dict]:
+    """Conversational image questions with their ground truth: [answer sentence, the bare value]."""
+    from basereward.data.synthetic import make_image_pair
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        img, q, chosen, rejected = make_image_pair(kinds[i % len(kinds)], rng)
+        # The value is the word where the right and wrong sentences differ ("red" in "The shape is red.").
+        value = " ".join(
+            a for a, b in zip(chosen.rstrip(".").split(), rejected.rstrip(".").split()) if a != b
+        )
+        # TRL puts the image part before the text; the leading newline makes the rendered prompt exactly the
+        # reward model's training prompt ("<image>\n{question}").
+        rows.append(
+            {"prompt": [{"role": "user", "content": f"\n{q}"}], "image": img, "solution": [chosen, value]}
+        )
+    return rows
+
+
+def main(cfg: GrpoConfig) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from basereward.model.processor import load_processor
+    from basereward.rl.trl import make_reward_fn
+    from basereward.tiny import init_tiny
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.reward_url is None and not (Path(cfg.reward_model) / "basereward.json").is_file():
+        raise FileNotFoundError(f"{cfg.reward_model}: no BaseReward checkpoint; run `basereward demo --out runs/demo` "
+                                "or pass reward_model=DIR")  # fmt: skip
+    policy_dir = (
+        Path(cfg.policy) if cfg.policy else init_tiny(out / "policy", "qwen2_5_vl", cfg.seed, cfg.policy_size)
+    )
+    # The model object is passed (not a path) with its processor: TRL's AutoProcessor would return only the
+    # tokenizer here and training would fail on pixel_values (specs/environment.md 5.2).
+    torch.manual_seed(cfg.seed)
+    policy = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir, dtype=torch.float32)
+    processor = load_processor(policy_dir, "qwen2_5_vl")
+    dataset = Dataset.from_list(question_rows(cfg.prompts, cfg.seed, tuple(cfg.kinds.split(","))))
+    reward = make_reward_fn(cfg.reward_model if cfg.reward_url is None else None, cfg.reward_url,
+                            matcher=cfg.matcher, mode=cfg.mode, device=cfg.device)  # fmt: skip
+
+    steps: list[dict] = []
+    log_path = out / "rewards.jsonl"
+
+    class LogRewards(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "reward" in logs:
+                rec = {"step": state.global_step, "reward": logs["reward"],
+                       "reward_std": logs.get("reward_std"), "match_rate": logs.get("basereward/match_rate")}  # fmt: skip
+                steps.append(rec)
+                with log_path.open("a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                print(f"step {rec['step']:>4}  mean reward {rec['reward']:.4f}", file=sys.stderr, flush=True)
+
+    args = GRPOConfig(
+        output_dir=str(out / "trainer"),
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,  # bf16 autocast on CPU is slower and leaves the model autocast-wrapped
+        use_vllm=False,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        disable_tqdm=True,
+    )
+    log_path.write_text("")
+    trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=dataset,
+                          processing_class=processor, callbacks=[LogRewards()])  # fmt: skip
+    t0 = time.time()
+    trainer.train()
+    rewards = [s["reward"] for s in steps]
+    k = min(5, len(rewards))
+    return {
+        "steps": len(rewards),
+        "mean_reward_per_step": [round(r, 4) for r in rewards],
+        "first_steps_mean": sum(rewards[:k]) / k if k else None,
+        "last_steps_mean": sum(rewards[-k:]) / k if k else None,
+        "train_seconds": time.time() - t0,
+        "rewards_log": str(log_path),
+        "config": asdict(cfg),
+    }
+
+
+def add_args(p) -> None:
+    p.add_argument("--config", default=None, help="YAML file (configs/grpo-demo.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. reward_model=DIR max_steps=30")
+
+
+def run(args) -> dict:
+    from basereward.config import load_config
+
+    return main(load_config(args.config, args.overrides, cls=GrpoConfig))

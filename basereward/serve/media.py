@@ -1,0 +1,183 @@
+"""Where request images may come from, and the limits on them: one function, `image_ref(source, field, policy)`.
+
+Accepted sources, in the order they are recognised:
+- `data:image/...;base64,<payload>` data URIs (the OpenAI / vLLM form);
+- `http(s)://` URLs, only under a prefix the operator allow-listed (`--allow-url-prefix`), fetched with a size cap
+  and no redirects; with no allow-list every remote URL is refused, so the server never fetches on a client's word;
+- `file://` or plain paths, only when the operator set `--image-root`; the path may not contain `..` and must
+  resolve (symlinks followed) inside the root;
+- bare base64 (a long string in the base64 alphabet whose bytes start like an image file).
+
+Every refusal is a `RequestError` naming the request field. Decoding (corrupt bytes, the pixel limit) happens later,
+in the one preprocessing path, whose errors name the same field through `ImageRef.where`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from basereward.types import DataError, ImageRef
+
+_DATA_URI = re.compile(r"data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<payload>.*)", re.DOTALL)
+_B64 = re.compile(r"[A-Za-z0-9+/=_\-\s]+")
+# Leading bytes of the formats PIL reads that clients send; used only to tell bare base64 from a path.
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+
+
+class RequestError(DataError):
+    """A bad request, with the dotted path of the offending field (`samples[0].images[1]`)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.detail = message
+        super().__init__(message if message.startswith(field) else f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class MediaPolicy:
+    """What the server accepts as media. Defaults are the safe ones: data URIs only."""
+
+    image_root: Path | None = None  # local paths allowed under this folder; None: no local paths
+    allow_url_prefixes: tuple[str, ...] = ()  # remote URLs allowed under these prefixes; empty: none
+    max_images: int = 16  # images (and video frames) per sample
+    max_image_pixels: int = 16_777_216  # source width x height, checked before decoding (decompression bombs)
+    max_image_bytes: int = 32 * 1024 * 1024  # encoded size of one image
+    fetch_timeout_s: float = 10.0
+
+
+def image_ref(source, field: str, policy: MediaPolicy) -> ImageRef:
+    """One image source string -> an `ImageRef` whose errors will name `field`."""
+    if not isinstance(source, str):
+        raise RequestError(
+            field, f"an image must be a string (data URI, path or URL), got {type(source).__name__}"
+        )
+    s = source.strip()
+    if not s:
+        raise RequestError(field, "empty image source")
+    if s[:5].lower() == "data:":
+        return ImageRef(data=_data_uri(s, field, policy), where=field)
+    scheme = urlsplit(s).scheme.lower() if "://" in s[:16] else ""
+    if scheme in ("http", "https"):
+        return ImageRef(data=_fetch(s, field, policy), where=field)
+    if scheme == "file":
+        return _local(s[len("file://") :], field, policy)
+    if scheme:
+        raise RequestError(field, f"unsupported image URL scheme {scheme!r}; send a data URI")
+    raw = _bare_base64(s)
+    if raw is not None:
+        _check_size(len(raw), field, policy)
+        return ImageRef(data=raw, where=field)
+    return _local(s, field, policy)
+
+
+def _check_size(n: int, field: str, policy: MediaPolicy) -> None:
+    if n > policy.max_image_bytes:
+        raise RequestError(field, f"image is {n} bytes, over the limit of {policy.max_image_bytes}")
+
+
+def _data_uri(s: str, field: str, policy: MediaPolicy) -> bytes:
+    m = _DATA_URI.fullmatch(s)
+    if m is None:
+        raise RequestError(field, "malformed data URI (expected data:image/<type>;base64,<payload>)")
+    if "base64" not in [p.strip().lower() for p in m["params"].split(";")]:
+        raise RequestError(field, "only base64 data URIs are accepted (data:image/<type>;base64,...)")
+    payload = "".join(m["payload"].split())
+    # 4 base64 characters carry 3 bytes: refuse an oversized payload before decoding it.
+    _check_size(len(payload) * 3 // 4, field, policy)
+    try:
+        data = base64.b64decode(payload.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise RequestError(field, f"image data URI is not valid base64 ({e})") from e
+    if not data:
+        raise RequestError(field, "image data URI is empty")
+    return data
+
+
+def _bare_base64(s: str) -> bytes | None:
+    """Bytes if `s` is base64 of an image file, else None (then `s` is treated as a path)."""
+    if len(s) < 64 or not _B64.fullmatch(s):
+        return None
+    try:
+        data = base64.b64decode("".join(s.split()).replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data.startswith(_MAGIC) else None
+
+
+def _local(path: str, field: str, policy: MediaPolicy) -> ImageRef:
+    if policy.image_root is None:
+        raise RequestError(
+            field,
+            "local image paths are disabled on this server (start it with --image-root DIR), send a data URI",
+        )
+    p = Path(path)
+    if ".." in p.parts or ".." in path.replace("\\", "/").split("/"):
+        raise RequestError(field, "image path may not contain '..'")
+    root = policy.image_root.resolve()
+    full = (p if p.is_absolute() else root / p).resolve()
+    if not full.is_relative_to(root):
+        raise RequestError(field, "image path is outside the server's image root")
+    if not full.is_file():
+        raise RequestError(field, f"image file not found under the image root: {path}")
+    _check_size(full.stat().st_size, field, policy)
+    return ImageRef(path=str(full), where=field)
+
+
+def check_pixels(ref: ImageRef, policy: MediaPolicy) -> ImageRef:
+    """Read only the image header and refuse it over the pixel limit: video frames are decoded by a path that
+    has no pixel guard of its own."""
+    from PIL import Image
+
+    try:
+        with Image.open(ref.path if ref.path is not None else io.BytesIO(ref.data)) as im:
+            w, h = im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise RequestError(ref.where, f"corrupt or unreadable image: {e}") from e
+    if w * h > policy.max_image_pixels:
+        raise RequestError(
+            ref.where, f"image is {w}x{h} = {w * h} pixels, over the limit of {policy.max_image_pixels}"
+        )
+    return ref
+
+
+def url_allowed(url: str, prefixes: tuple[str, ...]) -> bool:
+    """Scheme and host must equal a prefix's, and the path must start with its path: `https://a.org/img/` allows
+    `https://a.org/img/x.png`, not `https://a.org.evil.com/img/x.png` nor `https://a.org/other/x.png`."""
+    u = urlsplit(url)
+    for prefix in prefixes:
+        p = urlsplit(prefix)
+        if (u.scheme.lower(), u.netloc.lower()) == (p.scheme.lower(), p.netloc.lower()) and u.path.startswith(
+            p.path or "/"
+        ):
+            return True
+    return False
+
+
+def _fetch(url: str, field: str, policy: MediaPolicy) -> bytes:
+    if not url_allowed(url, policy.allow_url_prefixes):
+        why = (
+            "no remote URL is allowed"
+            if not policy.allow_url_prefixes
+            else "the URL is not under an allowed prefix"
+        )
+        raise RequestError(field, f"remote image URL refused: {why} (server option --allow-url-prefix)")
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=policy.fetch_timeout_s, follow_redirects=False) as r:
+            if r.status_code != 200:
+                raise RequestError(field, f"fetching the image URL gave HTTP {r.status_code}")
+            chunks, n = [], 0
+            for chunk in r.iter_bytes():
+                n += len(chunk)
+                _check_size(n, field, policy)
+                chunks.append(chunk)
+    except httpx.HTTPError as e:
+        raise RequestError(field, f"could not fetch the image URL ({type(e).__name__})") from e
+    return b"".join(chunks)

@@ -1,0 +1,161 @@
+"""Cross-request dynamic batching: the batcher's grouping and failure isolation, and a real uvicorn server on
+127.0.0.1 that batches concurrent single-sample requests with results equal to one-by-one scoring."""
+
+import asyncio
+import re
+import threading
+import time
+
+import httpx
+import pytest
+from serve_fixtures import data_uri, live_server, make_reward_model, png, ref_sample, service
+
+from basereward.scoring import load_scorer
+from basereward.serve.app import create_app
+from basereward.serve.batcher import DynamicBatcher
+from basereward.template import EncodedSample, PromptEncoding
+
+
+def enc(tag: int) -> EncodedSample:
+    return EncodedSample(PromptEncoding(input_ids=[tag]), [[tag, 2]], id=str(tag))
+
+
+def test_batcher_groups_keys_and_maps_results_back():
+    seen: list[list[int]] = []
+
+    def forward(samples):
+        seen.append([s.prompt.input_ids[0] for s in samples])
+        return [[float(s.prompt.input_ids[0])] for s in samples]
+
+    b = DynamicBatcher(forward, max_batch_size=64, max_wait_ms=200)
+    b.start()
+    try:
+        # three requests whose samples interleave two groups; all arrive within the wait window
+        futs = [b.submit([enc(1), enc(2)], ["A", "B"]), b.submit([enc(3)], ["A"]), b.submit([enc(4)], ["B"])]
+        results = [f.result(10) for f in futs]
+    finally:
+        b.stop()
+    assert seen == [[1, 3, 2, 4]]  # one forward; group A's samples side by side, then group B's
+    assert [r.rewards for r in results] == [[[1.0], [2.0]], [[3.0]], [[4.0]]]
+    assert all(r.batch_rows == [4] for r in results)
+
+
+def test_batcher_respects_max_batch_size_and_isolates_failures():
+    sizes = []
+
+    def forward(samples):
+        sizes.append(len(samples))
+        if any(s.prompt.input_ids[0] == 13 for s in samples):
+            raise RuntimeError("bad sample")
+        return [[0.5] for _ in samples]
+
+    b = DynamicBatcher(forward, max_batch_size=4, max_wait_ms=200)
+    b.start()
+    try:
+        futs = [b.submit([enc(i)], [str(i)]) for i in range(10, 20)]
+        done = []
+        for f in futs:
+            try:
+                done.append(f.result(10).rewards)
+            except RuntimeError:
+                done.append("failed")
+    finally:
+        b.stop()
+    assert done[3] == "failed" and done.count("failed") == 1  # only the bad sample's request fails
+    assert max(s for s in sizes) <= 4
+
+
+def _histogram(text: str, name: str) -> tuple[float, float]:
+    count = float(re.search(rf"^{name}_count (\S+)$", text, re.M).group(1))
+    total = float(re.search(rf"^{name}_sum (\S+)$", text, re.M).group(1))
+    return count, total
+
+
+def test_live_server_batches_concurrent_requests(tmp_path):
+    rm = make_reward_model(tmp_path)
+    scorer = load_scorer(rm, device="cpu", progress=False)
+    colours = ["red", "green", "blue", "yellow", "white", "black", "orange", "purple"]
+    samples = [ref_sample(c, response=f"The shape is {c}.") for c in colours] * 2  # 16 requests, 2 per prompt
+    alone = [scorer([s])[0][0] for s in samples]  # one-by-one reference
+    app = create_app(service(rm, max_batch_size=16, max_wait_ms=500.0))
+
+    def body(s):
+        msgs = [{"role": "user", "content": s.prompt[0]["content"]},
+                {"role": "assistant", "content": s.responses[0]}]  # fmt: skip
+        return {"samples": [{"messages": msgs, "images": [data_uri(s.images[0].data)]}]}
+
+    async def fire(url):
+        async with httpx.AsyncClient(timeout=60) as c:
+            rs = await asyncio.gather(*(c.post(f"{url}/v1/reward", json=body(s)) for s in samples))
+            return [r.json() for r in rs], (await c.get(f"{url}/metrics")).text
+
+    with live_server(app) as url:
+        assert url.startswith("http://127.0.0.1:")
+        outs, metrics = asyncio.run(fire(url))
+    got = [o["results"][0]["raw"] for o in outs]
+    assert got == pytest.approx(alone, abs=1e-5)
+    forwards, rows = _histogram(metrics, "basereward_batch_size")
+    assert rows == len(samples) and forwards < len(samples) / 2, metrics  # batched: few forwards, all 16 rows
+    assert 'basereward_requests_total{route="/v1/reward",code="200"} 16' in metrics
+
+
+def test_max_batch_size_one_scores_alone(tmp_path):
+    rm = make_reward_model(tmp_path)
+    svc = service(rm, max_batch_size=1, max_wait_ms=0.0)
+    app = create_app(svc)
+    s = ref_sample()
+    msgs = [
+        {"role": "user", "content": s.prompt[0]["content"]},
+        {"role": "assistant", "content": s.responses[0]},
+    ]
+    results = []
+
+    def call(url):
+        results.append(httpx.post(f"{url}/v1/reward", json={"samples": [{"messages": msgs, "images": [data_uri(png())]}]
+                                                           }, timeout=60).json())  # fmt: skip
+
+    with live_server(app) as url:
+        threads = [threading.Thread(target=call, args=(url,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        time.sleep(0.05)
+        metrics = httpx.get(f"{url}/metrics").text
+    forwards, rows = _histogram(metrics, "basereward_batch_size")
+    assert forwards == rows == 4 and len(results) == 4
+
+
+def test_batcher_merges_identical_prompts_across_requests():
+    seen = []
+
+    def forward(samples):
+        seen.append([(s.prompt.input_ids, len(s.responses)) for s in samples])
+        return [[float(i) for i in range(len(s.responses))] for s in samples]
+
+    b = DynamicBatcher(forward, max_batch_size=8, max_wait_ms=200)
+    b.start()
+    try:
+        same = PromptEncoding(input_ids=[7, 7])
+        futs = [b.submit([EncodedSample(PromptEncoding(input_ids=[7, 7]), [[1, 2]])], ["g"]),
+                b.submit([enc(5)], ["other"]),
+                b.submit([EncodedSample(same, [[3, 2], [4, 2]])], ["g"])]  # fmt: skip
+        results = [f.result(10).rewards for f in futs]
+    finally:
+        b.stop()
+    assert seen == [[([7, 7], 3), ([5], 1)]]  # one prompt row for the three responses of group g
+    assert results == [[[0.0]], [[0.0]], [[1.0, 2.0]]]
+
+
+def test_prompt_cache_reuses_the_encoding_of_a_group(tmp_path):
+    from serve_fixtures import same_encoding
+
+    from basereward.serve.service import prompt_key
+
+    rm = make_reward_model(tmp_path)
+    svc = service(rm)
+    a, b = ref_sample(response="The shape is red."), ref_sample(response="It is blue.")
+    assert prompt_key(a) == prompt_key(b) != prompt_key(ref_sample("blue"))
+    ea, eb = svc._encode(a, prompt_key(a)), svc._encode(b, prompt_key(b))
+    assert eb.prompt is ea.prompt  # decoded and patched once
+    assert same_encoding(eb, svc.scorer.encode(b))  # and identical to the uncached path
