@@ -19,9 +19,7 @@ from basereward.config import DataArgs, HeadConfig, ModelArgs, OptimArgs, TrainC
 TRAIN_PAIRS = 12000
 EVAL_PAIRS = 500
 STEPS = 3000
-# Three of the four image kinds: shape recognition needs far more steps than a 2-core demo can spend (it is the
-# slowest kind in every calibration run), so the demo shows colour, count and left/right, plus text-only sums.
-KINDS = ("colour", "count", "position")
+KINDS = ("colour", "shape", "count", "position")
 TEXT_SHARE = 0.25
 
 

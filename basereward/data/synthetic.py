@@ -6,7 +6,7 @@
     OUT/images/<split>/<id>.png                             112 x 112 rendered shapes (16 image tokens)
 
 Image kinds (the answer can only be known by looking): `colour` (what colour is the shape), `shape` (which shape),
-`count` (how many shapes), `position` (is the <colour> shape on the left or the right). The rejected answer is the
+`count` (how many shapes), `position` (is the shape on the left or the right). The rejected answer is the
 same sentence with a plausible wrong value, and each value is as often right as wrong across the set (the pair of
 values is drawn first, then which one is true), so text alone cannot beat 50%.
 
@@ -97,15 +97,14 @@ def make_image_pair(kind: str, rng: random.Random):
             _draw(draw, shape, cx, cy, r, colour)
         q, tmpl = "How many shapes are there?", "There are {} shapes."
     elif kind == "position":
-        target, other = rng.sample(list(COLOURS), 2)
+        # One shape, left or right half. (A two-shape "is the red one left or right" variant stayed at chance for
+        # the tiny demo model after 800 steps: binding colour to position is much harder than position alone.)
         true, wrong = _two_values(rng, ("left", "right"))
-        for side, colour in ((true, target), ("right" if true == "left" else "left", other)):
-            r = rng.uniform(18, 24)
-            x0 = 0 if side == "left" else SIZE / 2
-            cx, cy = x0 + rng.uniform(r + 3, SIZE / 2 - r - 3), rng.uniform(r + 3, SIZE - r - 3)
-            _draw(draw, rng.choice(SHAPES), cx, cy, r, COLOURS[colour])
-        q = f"Is the {target} shape on the left or the right?"
-        tmpl = f"The {target} shape is on the {{}}."
+        r = rng.uniform(20, 26)
+        x0 = 0 if true == "left" else SIZE / 2
+        cx, cy = x0 + rng.uniform(r + 3, SIZE / 2 - r - 3), rng.uniform(r + 3, SIZE - r - 3)
+        _draw(draw, rng.choice(SHAPES), cx, cy, r, COLOURS[rng.choice(list(COLOURS))])
+        q, tmpl = "Is the shape on the left or the right?", "The shape is on the {}."
     else:
         raise ValueError(f"unknown image kind {kind!r}")
     return img, q, tmpl.format(true), tmpl.format(wrong)
