@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("basereward.train", "train a reward model: --config FILE [key=value ...]"),
     "score": ("basereward.score_cli", "score pair JSONL with a trained model"),
-    "serve": ("basereward.serve.cli", "serve a reward model over HTTP to RL frameworks (OpenRLHF, verl, TRL, ...)"),
+    "serve": ("basereward.serve.cli", "serve a reward model over HTTP to RL frameworks (OpenRLHF, verl...)"),
     "grpo": ("basereward.rl.grpo", "GRPO demo: TRL GRPOTrainer, tiny VL policy, hybrid BaseReward reward"),
     "eval": (
         "basereward.eval.evaluate",
@@ -41,6 +41,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "basereward.data.decontam",
         "find/remove training pairs whose prompt+image is in a benchmark",
     ),
+    "bench train": ("basereward.bench.train_bench", "benchmark pair training: naive, padded, prefix-shared, TRL"),
+    "bench score": ("basereward.bench.score_bench", "benchmark GRPO group scoring: naive vs prefix-shared"),
+    "bench all": ("basereward.bench.all_bench", "bench train + bench score, one JSON line"),
 }
 
 

@@ -51,6 +51,9 @@ SIZES = {
                  init_std=0.02, rope_theta=10000.0, mrope=[2, 3, 3], v_fullatt=[1]),
     "demo": dict(hidden=64, layers=2, heads=4, kv=2, ffn=128, v_hidden=128, v_depth=2, v_heads=4, v_ffn=256,
                  init_std=0.08, rope_theta=30.0, mrope=[2, 2, 4], v_fullatt=[0, 1]),
+    # benchmark shapes (specs/performance.md section 5): 7B-like ratios (FFN ~5.3x, LM head ~8.7% of the backbone)
+    "bench": dict(hidden=256, layers=4, heads=4, kv=2, ffn=1344, v_hidden=96, v_depth=2, v_heads=4, v_ffn=256,
+                  init_std=0.02, rope_theta=10000.0, mrope=[8, 12, 12], v_fullatt=[1], v_window=112, vocab=1664),
 }  # fmt: skip
 
 
@@ -116,7 +119,7 @@ def build_model(arch: str, tokenizer, size: str = "test", seed: int = 0):
     s = SIZES[size]
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = dict(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), s.get("vocab", 0)),  # "vocab" pads the embedding beyond the BPE's ids
         hidden_size=s["hidden"],
         intermediate_size=s["ffn"],
         num_hidden_layers=s["layers"],
@@ -157,7 +160,8 @@ def build_model(arch: str, tokenizer, size: str = "test", seed: int = 0):
         vision_end_token_id=ids["<|vision_end|>"],
     )
     if arch == "qwen2_5_vl":
-        vision.update(out_hidden_size=s["hidden"], window_size=56, fullatt_block_indexes=s["v_fullatt"])
+        window = s.get("v_window", 56)
+        vision.update(out_hidden_size=s["hidden"], window_size=window, fullatt_block_indexes=s["v_fullatt"])
         cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
         model_cls = Qwen2_5_VLForConditionalGeneration
     elif arch == "qwen2_vl":
