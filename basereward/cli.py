@@ -41,7 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "basereward.data.decontam",
         "find/remove training pairs whose prompt+image is in a benchmark",
     ),
-    "bench train": ("basereward.bench.train_bench", "benchmark pair training: naive, padded, prefix-shared, TRL"),
+    "bench train": (
+        "basereward.bench.train_bench",
+        "benchmark pair training: naive, padded, prefix-shared, TRL",
+    ),
     "bench score": ("basereward.bench.score_bench", "benchmark GRPO group scoring: naive vs prefix-shared"),
     "bench all": ("basereward.bench.all_bench", "bench train + bench score, one JSON line"),
 }

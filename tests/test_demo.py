@@ -14,6 +14,7 @@ def test_synthetic_sets_round_trip_through_the_official_loaders(tmp_path):
     test = read_pairs(tmp_path / "data" / "test.jsonl")
     image_pairs = [p for p in test if p.images]
     sets = write_all(test, tmp_path / "sets")
+
     def key(p):
         return p.prompt[-1]["content"].replace("<image>", "").strip(), p.chosen
 
