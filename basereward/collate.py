@@ -73,49 +73,27 @@ class Batch:
 
 def collate_padded(samples: list[EncodedSample], pad_id: int) -> Batch:
     """One right-padded row per (prompt, response). See the module docstring for an example."""
-    rows, types, pix, grids, vpix, vgrids, vsecs = [], [], [], [], [], [], []
-    sample_index, response_index, lengths = [], [], []
+    rows, types, prompts, sample_index, response_index, lengths = [], [], [], [], [], []
     has_types = samples[0].prompt.mm_token_type_ids is not None
     for si, s in enumerate(samples):
         p = s.prompt
         for ri, resp in enumerate(s.responses):
             rows.append(p.input_ids + resp)
-            if has_types:
-                types.append(p.mm_token_type_ids + [0] * len(resp))
-            if p.pixel_values is not None:
-                pix.append(p.pixel_values)
-                grids.append(p.image_grid_thw)
-            if p.pixel_values_videos is not None:
-                vpix.append(p.pixel_values_videos)
-                vgrids.append(p.video_grid_thw)
-                vsecs.append(p.second_per_grid_ts)
+            types.append((p.mm_token_type_ids or []) + [0] * len(resp))
+            prompts.append(p)  # the prompt's images go with every row that repeats it
             sample_index.append(si)
             response_index.append(ri)
             lengths.append(len(resp))
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    mm_types = torch.zeros((len(rows), width), dtype=torch.long) if has_types else None
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        attention_mask[i, : len(r)] = 1
-        if has_types:
-            mm_types[i, : len(r)] = torch.tensor(types[i])
-    ends = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)
     return Batch(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
+        input_ids=_pad(rows, pad_id),
+        attention_mask=_pad([[1] * len(r) for r in rows], 0),
         score_rows=torch.arange(len(rows)),
-        score_cols=ends,
+        score_cols=torch.tensor([len(r) - 1 for r in rows], dtype=torch.long),
         sample_index=torch.tensor(sample_index),
         response_index=torch.tensor(response_index),
         response_lengths=torch.tensor(lengths),
-        mm_token_type_ids=mm_types,
-        pixel_values=torch.cat(pix) if pix else None,
-        image_grid_thw=torch.cat(grids) if grids else None,
-        pixel_values_videos=torch.cat(vpix) if vpix else None,
-        video_grid_thw=torch.cat(vgrids) if vgrids else None,
-        second_per_grid_ts=torch.cat(vsecs) if vsecs else None,
+        mm_token_type_ids=_pad(types, 0) if has_types else None,
+        **_vision(prompts),
     )
 
 
@@ -138,7 +116,6 @@ def collate_shared(samples: list[EncodedSample], pad_id: int) -> Batch:
         score_rows = [0, 0, 1]     score_cols = [3, 6, 2]
     """
     rows, types, shifts, segs = [], [], [], []
-    pix, grids, vpix, vgrids, vsecs = [], [], [], [], []
     score_rows, score_cols, sample_index, response_index, lengths = [], [], [], [], []
     has_types = samples[0].prompt.mm_token_type_ids is not None
     for si, s in enumerate(samples):
@@ -157,43 +134,47 @@ def collate_shared(samples: list[EncodedSample], pad_id: int) -> Batch:
         rows.append(row)
         segs.append(seg)
         shifts.append(shift)
-        if has_types:
-            types.append(p.mm_token_type_ids + [0] * (len(row) - len(p.input_ids)))
-        if p.pixel_values is not None:
-            pix.append(p.pixel_values)
-            grids.append(p.image_grid_thw)
-        if p.pixel_values_videos is not None:
-            vpix.append(p.pixel_values_videos)
-            vgrids.append(p.video_grid_thw)
-            vsecs.append(p.second_per_grid_ts)
-    n, width = len(rows), max(len(r) for r in rows)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    segments = torch.full((n, width), -1, dtype=torch.long)
-    position_shift = torch.zeros((n, width), dtype=torch.long)
-    mm_types = torch.zeros((n, width), dtype=torch.long) if has_types else None
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        segments[i, : len(r)] = torch.tensor(segs[i])
-        position_shift[i, : len(r)] = torch.tensor(shifts[i])
-        if has_types:
-            mm_types[i, : len(r)] = torch.tensor(types[i])
+        types.append((p.mm_token_type_ids or []) + [0] * (len(row) - len(p.input_ids)))
+    segments = _pad(segs, -1)
     return Batch(
-        input_ids=input_ids,
+        input_ids=_pad(rows, pad_id),
         attention_mask=shared_attention_mask(segments),
         score_rows=torch.tensor(score_rows),
         score_cols=torch.tensor(score_cols),
         sample_index=torch.tensor(sample_index),
         response_index=torch.tensor(response_index),
         response_lengths=torch.tensor(lengths),
-        mm_token_type_ids=mm_types,
-        pixel_values=torch.cat(pix) if pix else None,
-        image_grid_thw=torch.cat(grids) if grids else None,
-        pixel_values_videos=torch.cat(vpix) if vpix else None,
-        video_grid_thw=torch.cat(vgrids) if vgrids else None,
-        second_per_grid_ts=torch.cat(vsecs) if vsecs else None,
-        position_shift=position_shift,
+        mm_token_type_ids=_pad(types, 0) if has_types else None,
+        position_shift=_pad(shifts, 0),
         valid_mask=(segments >= 0).long(),
+        **_vision([s.prompt for s in samples]),
     )
+
+
+def _pad(rows: list[list[int]], fill: int) -> torch.Tensor:
+    """Right-pad integer rows to one (R, L) long tensor."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), fill, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+VISION_FIELDS = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_values_videos",
+    "video_grid_thw",
+    "second_per_grid_ts",
+)
+
+
+def _vision(prompts: list) -> dict:
+    """The rows' vision tensors concatenated in row order (a prompt listed twice contributes twice)."""
+    out = {}
+    for name in VISION_FIELDS:
+        parts = [getattr(p, name) for p in prompts if getattr(p, name) is not None]
+        out[name] = torch.cat(parts) if parts else None
+    return out
 
 
 def shared_attention_mask(segments: torch.Tensor) -> torch.Tensor:
