@@ -226,3 +226,31 @@ def test_native_video_as_frames(client, scorer):
     r = client.post("/v1/reward", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["raw"] == pytest.approx(ref_raw(scorer, ref), abs=1e-5)
+
+
+def test_media_registry_lets_text_only_openrlhf_queries_carry_images(client, scorer):
+    """POST /v1/media registers a uid's images once; a /get_reward query sent with only that uid is scored with
+    them, exactly like a query that carries the images itself. Unknown uids still get the named 422."""
+    sample = ref_sample()
+    query = decoded_query(scorer, sample)
+    r = client.post("/v1/media", json={"uid": "prompt-7", "images": [data_uri(png("red"))]})
+    assert r.status_code == 200, r.text
+    assert r.json()["uid"] == "prompt-7" and r.json()["images"] == 1 and r.json()["registered"] >= 1
+    by_uid = client.post("/get_reward", json={"query": [query], "prompts": [""], "uids": ["prompt-7"]})
+    assert by_uid.status_code == 200, by_uid.text
+    assert by_uid.json()["rewards"] == [pytest.approx(ref_raw(scorer, sample), abs=1e-5)]
+    in_label = client.post(
+        "/get_reward", json={"query": [query], "prompts": [""], "labels": [{"uid": "prompt-7"}]}
+    )
+    assert in_label.json()["rewards"] == by_uid.json()["rewards"]
+    unknown = client.post("/get_reward", json={"query": [query], "prompts": [""], "uids": ["nobody"]})
+    assert unknown.status_code == 422 and "query[0]" in unknown.text
+
+
+def test_media_registration_rejects_bad_images_by_field(client):
+    r = client.post(
+        "/v1/media", json={"uid": "u", "images": [data_uri(png("red")), "data:image/png;base64,AAAA"]}
+    )
+    assert r.status_code == 422 and "images[1]" in r.text
+    assert client.post("/v1/media", json={"uid": "u", "images": []}).status_code == 422
+    assert client.post("/v1/media", json={"uid": "u", "images": ["/etc/passwd"]}).status_code == 422

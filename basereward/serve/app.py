@@ -15,6 +15,7 @@ the body is read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from basereward.scoring import RewardScorer
 from basereward.serve import protocols as P
-from basereward.serve.media import RequestError
+from basereward.serve.media import RequestError, image_ref
 from basereward.serve.parse import (
     BadRequest,
     Parsed,
@@ -37,6 +38,7 @@ from basereward.serve.parse import (
     texts_from_input,
 )
 from basereward.serve.service import Busy, RewardService
+from basereward.types import DataError
 
 log = logging.getLogger("basereward.serve")
 POOLING_TASKS = (None, "classify", "score", "reward")
@@ -54,7 +56,7 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
 
     app = FastAPI(title="basereward reward server", lifespan=lifespan)
     app.state.service = service
-    routes = {"/v1/reward", "/classify", "/v1/classify", "/pooling", "/v1/embeddings", "/v1/score/evaluation",
+    routes = {"/v1/reward", "/v1/media", "/classify", "/v1/classify", "/pooling", "/v1/embeddings", "/v1/score/evaluation",
               "/health", "/v1/models", "/metrics", *get_reward_paths}  # fmt: skip
     app.add_middleware(BodyGuard, metrics=service.metrics, max_body_bytes=max_body_bytes, routes=routes)
     _install_error_handlers(app)
@@ -81,11 +83,36 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
                                 timing=P.Timing(**scored.timing))  # fmt: skip
 
     async def get_reward(req: P.GetRewardRequest):
-        scored = await service.score(lambda: parse_get_reward(req, policy, strip_tokens), "/get_reward")
+        scored = await service.score(
+            lambda: parse_get_reward(req, policy, strip_tokens, service.media), "/get_reward"
+        )
         probs = [sigmoid(r) for r in scored.raw]
         logs = {"reward_raw": scored.raw, "reward_normalized": [service.scorer.normalize(r) for r in scored.raw],
                 "reward_prob": probs}  # fmt: skip
         return P.GetRewardResponse(rewards=scored.raw, scores=probs, extra_logs=logs)
+
+    @app.post("/v1/media", response_model=P.MediaResponse)
+    async def media(req: P.MediaRequest):
+        def check():
+            if len(req.images) > policy.max_images:
+                raise BadRequest([RequestError("images", f"{len(req.images)} images, over the limit of "
+                                                         f"{policy.max_images}")])  # fmt: skip
+            refs = [image_ref(src, f"images[{k}]", policy) for k, src in enumerate(req.images)]
+            errors = []
+            for k, ref in enumerate(
+                refs
+            ):  # decode now: a bad image fails here, not in a later reward request
+                try:
+                    ref.load(max_pixels=policy.max_image_pixels)
+                except DataError as e:
+                    errors.append(RequestError(f"images[{k}]", str(e).split(": ", 1)[-1]))
+            if errors:
+                raise BadRequest(errors)
+            return refs
+
+        refs = await asyncio.get_running_loop().run_in_executor(None, check)
+        service.media.put(req.uid, refs)
+        return P.MediaResponse(uid=req.uid, images=len(refs), registered=len(service.media))
 
     for path in get_reward_paths:
         app.post(path, response_model=P.GetRewardResponse)(get_reward)

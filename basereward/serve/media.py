@@ -181,3 +181,36 @@ def _fetch(url: str, field: str, policy: MediaPolicy) -> bytes:
     except httpx.HTTPError as e:
         raise RequestError(field, f"could not fetch the image URL ({type(e).__name__})") from e
     return b"".join(chunks)
+
+
+class MediaRegistry:
+    """uid -> a prompt's images, for clients that cannot attach media to each request (specs/server-api.md section
+    4): they register the images once with `POST /v1/media`, then text-only `/get_reward` queries carrying that uid
+    are scored with them. Bounded (least recently used entries go first); safe to call from several threads."""
+
+    def __init__(self, max_entries: int = 100_000):
+        import threading
+        from collections import OrderedDict
+
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, list[ImageRef]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, uid: str, images: list[ImageRef]) -> None:
+        with self._lock:
+            self._items[uid] = list(images)
+            self._items.move_to_end(uid)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def get(self, uid: str | None) -> list[ImageRef] | None:
+        if uid is None:
+            return None
+        with self._lock:
+            images = self._items.get(uid)
+            if images is not None:
+                self._items.move_to_end(uid)
+            return images
+
+    def __len__(self) -> int:
+        return len(self._items)

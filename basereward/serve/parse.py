@@ -279,8 +279,10 @@ def _decode(ids: list[int], field: str, tokenizer) -> str:
 # ---- OpenRLHF ---------------------------------------------------------------------------------------------------
 
 
-def parse_get_reward(req: GetRewardRequest, policy: MediaPolicy, strip_tokens=_STRIP_TOKENS) -> list[Parsed]:
-    """OpenRLHF's request (+ images/uids extensions, or label objects carrying them) -> one Parsed per query."""
+def parse_get_reward(req: GetRewardRequest, policy: MediaPolicy, strip_tokens=_STRIP_TOKENS,
+                     registry=None) -> list[Parsed]:  # fmt: skip
+    """OpenRLHF's request (+ images/uids extensions, or label objects carrying them) -> one Parsed per query.
+    A query sent without images takes those registered for its uid in `registry` (`POST /v1/media`), if any."""
     n = len(req.query)
     for name in ("prompts", "labels", "images", "uids"):
         value = getattr(req, name)
@@ -298,6 +300,8 @@ def parse_get_reward(req: GetRewardRequest, policy: MediaPolicy, strip_tokens=_S
         if not isinstance(sources, list):
             raise RequestError(where, "must be a list of image sources")
         refs = [image_ref(s, f"{where}[{k}]", policy) for k, s in enumerate(sources)]
+        if not refs and registry is not None:
+            refs = list(registry.get(None if uid is None else str(uid)) or [])
         prompt = req.prompts[i] if req.prompts is not None else None
         sample = sample_from_text(q, f"query[{i}]", policy, images=refs, prompt=prompt, uid=None,
                                   strip_tokens=strip_tokens)  # fmt: skip

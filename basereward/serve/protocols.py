@@ -151,6 +151,20 @@ class GetRewardResponse(BaseModel):
     extra_logs: dict[str, list[float]]  # logged by OpenRLHF (wandb): raw, normalized, prob
 
 
+class MediaRequest(_Request):
+    """basereward's `uid -> media` registry: register a prompt's images once, then send text-only requests with
+    the uid (OpenRLHF `uids` or `labels[i].uid`)."""
+
+    uid: str = Field(min_length=1)
+    images: list[str] = Field(min_length=1)  # data URIs, or paths / URLs where the server allows them
+
+
+class MediaResponse(BaseModel):
+    uid: str
+    images: int  # images registered for this uid
+    registered: int  # uids held by the server
+
+
 # ---- vLLM / verl: POST /classify, /v1/classify, /pooling ------------------------------------------------------
 
 

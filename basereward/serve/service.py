@@ -25,7 +25,7 @@ from pathlib import Path
 
 from basereward.scoring import RewardScorer, model_device, score_encoded
 from basereward.serve.batcher import DynamicBatcher, QueueFull
-from basereward.serve.media import MediaPolicy, RequestError
+from basereward.serve.media import MediaPolicy, MediaRegistry, RequestError
 from basereward.serve.metrics import Metrics
 from basereward.serve.parse import BadRequest, Parsed
 from basereward.template import EncodedSample, PromptEncoding
@@ -70,6 +70,7 @@ class RewardService:
         self.prompt_cache_size = prompt_cache_size
         self._pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="basereward-preprocess")
         self.revision = checkpoint_revision(self.model_dir)
+        self.media = MediaRegistry()  # uid -> images registered with POST /v1/media
 
     def start(self) -> None:
         self.batcher.start()
