@@ -14,6 +14,8 @@ LAYERS = {
     "basereward.data": 1,
     "basereward.losses": 1,
     "basereward.model.head": 1,
+    "basereward.model.gpu_attention": 1,  # attention kernels: torch only
+    "basereward.model.fast_vision": 1,
     "basereward.video": 1,
     "basereward.collate": 2,
     "basereward.template": 2,

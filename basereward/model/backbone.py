@@ -30,9 +30,9 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def load_backbone(
-    model_dir: str | Path, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
-) -> torch.nn.Module:
+def load_backbone(model_dir: str | Path, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
+                  fast_vision: bool = True) -> torch.nn.Module:  # fmt: skip
+    """The backbone without its LM head; `fast_vision` swaps in exact faster vision kernels (`fast_vision.py`)."""
     import transformers
 
     quiet_transformers()
@@ -44,6 +44,10 @@ def load_backbone(
     else:
         model = transformers.AutoModel.from_pretrained(model_dir, **kw)
     model.config.use_cache = False
+    if fast_vision:
+        from basereward.model.fast_vision import enable
+
+        enable(model)
     return model
 
 
