@@ -159,3 +159,55 @@ def test_prompt_cache_reuses_the_encoding_of_a_group(tmp_path):
     ea, eb = svc._encode(a, prompt_key(a)), svc._encode(b, prompt_key(b))
     assert eb.prompt is ea.prompt  # decoded and patched once
     assert same_encoding(eb, svc.scorer.encode(b))  # and identical to the uncached path
+
+
+def test_batcher_token_budget_and_length_buckets():
+    """A forward holds at most max_batch_tokens tokens (a longer sample runs alone), and when a batch takes several
+    forwards its groups are ordered by length, so short samples share forwards and long ones do."""
+    seen: list[list[int]] = []
+
+    def forward(samples):
+        seen.append([len(s.prompt.input_ids) + sum(len(r) for r in s.responses) for s in samples])
+        return [[float(len(s.prompt.input_ids))] for s in samples]
+
+    def sized(n: int) -> EncodedSample:  # n tokens: an (n - 2)-token prompt and one 2-token response
+        return EncodedSample(PromptEncoding(input_ids=[n] * (n - 2)), [[n, 2]], id=str(n))
+
+    b = DynamicBatcher(forward, max_batch_size=64, max_batch_tokens=20, max_wait_ms=300)
+    lengths = [4, 12, 5, 30, 4, 11]
+    futs = [b.submit([sized(n)], [f"k{i}"]) for i, n in enumerate(lengths)]  # queued before the worker starts
+    b.start()
+    try:
+        results = [f.result(10) for f in futs]
+    finally:
+        b.stop()
+    assert [r.rewards for r in results] == [
+        [[float(n - 2)]] for n in lengths
+    ]  # each gets its own reward back
+    # gathering stops once the budget is reached: [4, 12, 5], then [30] (alone: over the budget), then [4, 11];
+    # the first batch needs two forwards, so its samples run shortest first
+    assert seen == [[4, 5], [12], [30], [4, 11]]
+    assert results[0].batch_rows == [2] and results[1].batch_rows == [1]
+
+
+def test_batcher_answers_a_job_when_its_own_forward_is_done():
+    """A batch that takes two forwards answers the first forward's requests while the second one runs."""
+    release = threading.Event()
+
+    def forward(samples):
+        if len(samples[0].prompt.input_ids) > 5:  # the second forward blocks until the test has looked
+            assert release.wait(10)
+        return [[1.0] for _ in samples]
+
+    b = DynamicBatcher(forward, max_batch_size=8, max_batch_tokens=12, max_wait_ms=300)
+    long = b.submit([EncodedSample(PromptEncoding(input_ids=[2] * 8), [[2, 2]])], ["a"])  # 10 tokens
+    short = b.submit([EncodedSample(PromptEncoding(input_ids=[1, 1]), [[1, 2]])], ["b"])  # 4 tokens
+    b.start()  # one batch of 14 tokens > 12: two forwards, the short sample's first
+    try:
+        assert short.result(10).rewards == [[1.0]]
+        assert not long.done()  # its forward is still running
+        release.set()
+        assert long.result(10).rewards == [[1.0]]
+    finally:
+        release.set()
+        b.stop()

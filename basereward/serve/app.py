@@ -179,6 +179,7 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
         return P.Health(model=service.model_name, revision=service.revision, model_type=m.model_type,
                         head=m.head.cfg.to_dict(), reward_stats=m.reward_stats, dtype=service.dtype,
                         device=service.device, max_batch_size=service.max_batch_size,
+                        max_batch_tokens=service.max_batch_tokens,
                         max_wait_ms=service.max_wait_ms)  # fmt: skip
 
     @app.get("/v1/models", response_model=P.ModelList)
@@ -190,7 +191,9 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
         gauges = {"basereward_queue_depth": ("requests waiting for the batcher", service.batcher.qsize()),
-                  "basereward_max_batch_size": ("configured max sequences per forward", service.max_batch_size)}  # fmt: skip
+                  "basereward_max_batch_size": ("configured max sequences per forward", service.max_batch_size),
+                  "basereward_max_batch_tokens": ("configured max tokens per forward (0: none)",
+                                                  service.max_batch_tokens or 0)}  # fmt: skip
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
     return app

@@ -2,13 +2,14 @@
 
 RL clients send one small request per rollout (OpenRLHF >= 0.10, verl's reward loop), so scoring each request on
 its own runs the accelerator at batch size 1. Here every request becomes a `Job` (its encoded samples); the worker
-takes the oldest job, keeps taking jobs until `max_batch_size` sequences are gathered or the oldest job has waited
-`max_wait_ms`, and scores them together. Jobs that arrived while the previous batch ran are taken at once (their wait
-already counts), so under load batches fill without extra delay.
+takes the oldest job, keeps taking jobs until `max_batch_size` sequences or `max_batch_tokens` tokens are gathered
+or the oldest job has waited `max_wait_ms`, and scores them together. Jobs that arrived while the previous batch ran
+are taken at once (their wait already counts), so under load batches fill without extra delay.
 
-Within a batch, samples sharing a key (a GRPO group, or the same prompt + images) are placed side by side, in
-first-seen order, and adjacent samples whose prompt encodings are identical are merged into one sample with all
-their responses: the prefix-shared layout then runs that prompt and its images through the model once. Each
+Within a batch, samples sharing a key (a GRPO group, or the same prompt + images) are placed side by side, and
+adjacent samples whose prompt encodings are identical are merged into one sample with all their responses: the
+prefix-shared layout then runs that prompt and its images through the model once. When a batch needs several
+forwards, the groups are bucketed by token length first (similar lengths share a forward, so rows pad less). Each
 reward equals scoring that sample alone (to float rounding: batching pads rows, sharing changes no attention), and
 a failing batch is retried one sample at a time so a bad sample fails only its own request.
 """
@@ -45,6 +46,10 @@ class Job:
     def rows(self) -> int:
         return sum(len(e.responses) for e in self.encoded)
 
+    @property
+    def tokens(self) -> int:
+        return sum(sample_tokens(e) for e in self.encoded)
+
 
 @dataclass
 class JobResult:
@@ -57,12 +62,14 @@ class JobResult:
 class DynamicBatcher:
     """`submit(encoded, keys) -> Future[JobResult]`; thread-safe. `forward` runs only on the worker thread."""
 
-    def __init__(self, forward: ForwardFn, *, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 max_queue: int = 4096, on_batch: Callable[[int, float, float], None] | None = None):  # fmt: skip
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be >= 1")
+    def __init__(self, forward: ForwardFn, *, max_batch_size: int = 32, max_batch_tokens: int | None = None,
+                 max_wait_ms: float = 5.0, max_queue: int = 4096,
+                 on_batch: Callable[[int, float, float], None] | None = None):  # fmt: skip
+        if max_batch_size < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
+            raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
         self.forward = forward
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens or float("inf")  # a sample over the budget still runs, alone
         self.max_wait_s = max(0.0, max_wait_ms) / 1000.0
         self.on_batch = on_batch  # (rows, forward seconds, oldest queue wait seconds), for metrics
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -104,9 +111,9 @@ class DynamicBatcher:
         first = self._q.get()
         if first is _STOP:
             return [], True
-        jobs, rows = [first], first.rows
+        jobs, rows, tokens = [first], first.rows, first.tokens
         deadline = first.enqueued + self.max_wait_s
-        while rows < self.max_batch_size:
+        while rows < self.max_batch_size and tokens < self.max_batch_tokens:
             left = deadline - time.monotonic()
             try:
                 job = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
@@ -116,6 +123,7 @@ class DynamicBatcher:
                 return jobs, True
             jobs.append(job)
             rows += job.rows
+            tokens += job.tokens
         return jobs, False
 
     def _process(self, jobs: list[Job]) -> None:
@@ -127,6 +135,7 @@ class DynamicBatcher:
         forward_s = [0.0] * len(live)
         rows_seen: list[list[int]] = [[] for _ in live]
         rewards: list[list[list[float] | None]] = [[None] * len(j.encoded) for j in live]
+        pending = [len(j.encoded) for j in live]  # a job is answered as soon as its last sample is scored
         failures: dict[int, BaseException] = {}
         for chunk in self._chunks(self._grouped(live), live):
             enc = [live[j].encoded[s] for j, s in chunk]
@@ -145,17 +154,19 @@ class DynamicBatcher:
             dt = time.monotonic() - t0
             for (j, s), r in zip(chunk, out):
                 rewards[j][s] = r
-            for j in {j for j, _ in chunk}:
+                pending[j] -= 1
+            for j in dict.fromkeys(j for j, _ in chunk):
                 forward_s[j] += dt
                 rows_seen[j].append(rows)
+                if pending[j] == 0:
+                    job = live[j]
+                    if j in failures:
+                        job.future.set_exception(failures[j])
+                    else:
+                        job.future.set_result(JobResult(rewards[j], (start - job.enqueued) * 1000,
+                                                        forward_s[j] * 1000, rows_seen[j]))  # fmt: skip
             if self.on_batch is not None:
                 self.on_batch(rows, dt, start - min(job.enqueued for job in live))
-        for j, job in enumerate(live):
-            if j in failures:
-                job.future.set_exception(failures[j])
-            else:
-                job.future.set_result(JobResult(rewards[j], (start - job.enqueued) * 1000, forward_s[j] * 1000,
-                                                rows_seen[j]))  # fmt: skip
 
     def _forward_merged(self, enc: list[EncodedSample]) -> list[list[float]]:
         """Adjacent samples with an identical prompt encoding (same ids and pixels: the same prompt and images from
@@ -174,30 +185,42 @@ class DynamicBatcher:
         out = self.forward(merged)
         return [out[m][a : a + n] for m, a, n in spans]
 
-    @staticmethod
-    def _grouped(jobs: list[Job]) -> list[tuple[int, int]]:
-        """(job, sample) pairs, samples with one key adjacent, keys in first-seen order (stable otherwise)."""
+    def _grouped(self, jobs: list[Job]) -> list[tuple[int, int]]:
+        """(job, sample) pairs, samples with one key adjacent, keys in first-seen order; when the batch takes more
+        than one forward, groups are ordered by their longest sample instead (stable), so lengths bucket."""
         by_key: dict[str, list[tuple[int, int]]] = {}
         for j, job in enumerate(jobs):
             for s, key in enumerate(job.keys):
                 by_key.setdefault(key, []).append((j, s))
-        return [item for members in by_key.values() for item in members]
+        groups = list(by_key.values())
+        rows = sum(job.rows for job in jobs)
+        if rows > self.max_batch_size or sum(job.tokens for job in jobs) > self.max_batch_tokens:
+            groups.sort(key=lambda g: max(sample_tokens(jobs[j].encoded[s]) for j, s in g))
+        return [item for members in groups for item in members]
 
     def _chunks(self, order: list[tuple[int, int]], jobs: list[Job]) -> list[list[tuple[int, int]]]:
-        """Consecutive runs of at most max_batch_size sequences; a sample is never split."""
+        """Consecutive runs of at most max_batch_size sequences and max_batch_tokens tokens; a sample is never
+        split."""
         chunks: list[list[tuple[int, int]]] = []
         cur: list[tuple[int, int]] = []
-        rows = 0
+        rows = tokens = 0
         for j, s in order:
-            n = len(jobs[j].encoded[s].responses)
-            if cur and rows + n > self.max_batch_size:
+            e = jobs[j].encoded[s]
+            n, t = len(e.responses), sample_tokens(e)
+            if cur and (rows + n > self.max_batch_size or tokens + t > self.max_batch_tokens):
                 chunks.append(cur)
-                cur, rows = [], 0
+                cur, rows, tokens = [], 0, 0
             cur.append((j, s))
             rows += n
+            tokens += t
         if cur:
             chunks.append(cur)
         return chunks
+
+
+def sample_tokens(e: EncodedSample) -> int:
+    """Tokens the sample adds to a prefix-shared forward: its prompt once plus every response."""
+    return len(e.prompt.input_ids) + sum(len(r) for r in e.responses)
 
 
 def same_prompt(a: PromptEncoding, b: PromptEncoding) -> bool:

@@ -1,7 +1,7 @@
 """`basereward serve`: load a reward-model checkpoint and serve every RL framework's contract over HTTP.
 
     basereward serve --model runs/demo/train/final [--host 127.0.0.1] [--port 8000] [--max-batch-size 32]
-        [--max-wait-ms 5] [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
+        [--max-batch-tokens 32768] [--max-wait-ms 5] [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
 
 Binds 127.0.0.1 unless told otherwise: the server reads media on a client's word (data URIs; paths only under
 --image-root; URLs only under an allowed prefix), so exposing it is an explicit choice. Routes and contracts:
@@ -25,6 +25,8 @@ def add_args(p) -> None:
     p.add_argument(
         "--max-batch-size", type=int, default=32, help="max sequences per model forward (1: no batching)"
     )
+    p.add_argument("--max-batch-tokens", type=int, default=32768, help="max tokens per model forward (prompts "
+                   "counted once per sample; a longer sample runs alone)")  # fmt: skip
     p.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="max time the oldest request waits for a batch"
     )
@@ -76,6 +78,7 @@ def build_app(args):
         model_name=args.served_model_name,
         policy=policy,
         max_batch_size=1 if args.deterministic else args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         max_wait_ms=0.0 if args.deterministic else args.max_wait_ms,
         max_tokens=args.max_tokens,
         max_samples=args.max_samples,

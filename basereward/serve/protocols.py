@@ -291,6 +291,7 @@ class Health(BaseModel):
     dtype: str
     device: str
     max_batch_size: int
+    max_batch_tokens: int | None = None
     max_wait_ms: float
 
 

@@ -46,7 +46,8 @@ class Scored:
 
 class RewardService:
     def __init__(self, scorer: RewardScorer, *, model_dir: str | Path, model_name: str | None = None,
-                 policy: MediaPolicy = MediaPolicy(), max_batch_size: int = 32, max_wait_ms: float = 5.0,
+                 policy: MediaPolicy = MediaPolicy(), max_batch_size: int = 32, max_batch_tokens: int | None = None,
+                 max_wait_ms: float = 5.0,
                  max_tokens: int | None = None, max_samples: int = 1024, max_queue: int = 4096,
                  request_timeout_s: float = 150.0, preprocess_threads: int = 2, prompt_cache_size: int = 64,
                  metrics: Metrics | None = None):  # fmt: skip
@@ -61,9 +62,11 @@ class RewardService:
         self.request_timeout_s = request_timeout_s  # below OpenRLHF's 180 s client timeout
         self.metrics = metrics or Metrics()
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.max_wait_ms = max_wait_ms
-        self.batcher = DynamicBatcher(self._forward, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                                      max_queue=max_queue, on_batch=self.metrics.record_batch)  # fmt: skip
+        self.batcher = DynamicBatcher(self._forward, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
+                                      max_wait_ms=max_wait_ms, max_queue=max_queue,
+                                      on_batch=self.metrics.record_batch)  # fmt: skip
         # HF fast tokenizers are not safe to enter from two threads at once.
         self._encode_lock = threading.Lock()
         self._prompts: OrderedDict[str, PromptEncoding] = OrderedDict()
