@@ -93,3 +93,24 @@ def test_grpo_entry_point_runs(rm_dir, tmp_path):
     assert (tmp_path / "run" / "rewards.jsonl").read_text().count("\n") == 1
     with pytest.raises(FileNotFoundError, match="basereward demo"):
         main(GrpoConfig(output_dir=str(tmp_path / "x"), reward_model=str(tmp_path / "missing")))
+
+
+def test_sft_warm_start_learns_the_answer_tokens_only(tmp_path):
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from basereward.model.processor import load_processor
+    from basereward.rl.grpo import sft_example, warm_start
+    from basereward.tiny import init_tiny
+
+    policy_dir = init_tiny(tmp_path / "policy", "qwen2_5_vl", seed=0)
+    processor = load_processor(policy_dir, "qwen2_5_vl")
+    rows = question_rows(2, seed=0, kinds=("colour",))
+    ex = sft_example(processor, rows[0])
+    answer = ex["labels"][0][ex["labels"][0] != -100]
+    assert processor.tokenizer.decode(answer) == rows[0]["solution"][0] + "<|im_end|>"
+    assert ex["pixel_values"] is not None and int(ex["image_grid_thw"].prod()) == ex["pixel_values"].shape[0]
+    torch.manual_seed(0)
+    policy = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir, dtype=torch.float32)
+    out = warm_start(policy, processor, rows * 20, steps=20, batch=2, lr=3e-3)
+    assert out["last_loss"] < 0.5 * out["first_loss"]
