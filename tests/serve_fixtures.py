@@ -16,16 +16,16 @@ PROMPT = "What colour is the shape?"
 STATS = {"mean": 0.25, "std": 2.0, "n": 8, "split": "test"}  # non-trivial so `normalized` differs from `raw`
 
 
-def make_reward_model(root: Path) -> Path:
-    """A tiny Qwen2.5-VL reward model (random head) saved as a basereward checkpoint with calibration stats."""
+def make_reward_model(root: Path, arch: str = "qwen2_5_vl", seed: int = 0, stats: dict = STATS) -> Path:
+    """A tiny reward model (random head) saved as a basereward checkpoint with calibration stats."""
     from basereward.model.processor import load_processor
     from basereward.model.reward_model import RewardModel
     from basereward.tiny import init_tiny
 
-    tiny = init_tiny(root / "tiny", arch="qwen2_5_vl", seed=0)
-    model = RewardModel.from_backbone(tiny, seed=1)
-    model.reward_stats = dict(STATS)
-    return model.save(root / "rm", load_processor(tiny, "qwen2_5_vl"))
+    tiny = init_tiny(root / "tiny", arch=arch, seed=seed)
+    model = RewardModel.from_backbone(tiny, seed=1 + seed)
+    model.reward_stats = dict(stats)
+    return model.save(root / "rm", load_processor(tiny, arch))
 
 
 def png(colour="red", size=(112, 112)) -> bytes:

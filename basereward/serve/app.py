@@ -75,10 +75,9 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
 
         scored = await service.score(parse, "/v1/reward")
         want = set(req.return_) | ({"normalized"} if req.normalize else set())
-        results = [P.RewardResult(uid=p.uid, raw=r,
-                                  normalized=service.scorer.normalize(r) if "normalized" in want else None,
+        results = [P.RewardResult(uid=p.uid, raw=r, normalized=n if "normalized" in want else None,
                                   prob=sigmoid(r) if "prob" in want else None)
-                   for p, r in zip(scored.parsed, scored.raw)]  # fmt: skip
+                   for p, r, n in zip(scored.parsed, scored.raw, scored.normalized)]  # fmt: skip
         return P.RewardResponse(results=results, model=service.model_name, revision=service.revision,
                                 timing=P.Timing(**scored.timing))  # fmt: skip
 
@@ -87,8 +86,7 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
             lambda: parse_get_reward(req, policy, strip_tokens, service.media), "/get_reward"
         )
         probs = [sigmoid(r) for r in scored.raw]
-        logs = {"reward_raw": scored.raw, "reward_normalized": [service.scorer.normalize(r) for r in scored.raw],
-                "reward_prob": probs}  # fmt: skip
+        logs = {"reward_raw": scored.raw, "reward_normalized": scored.normalized, "reward_prob": probs}
         return P.GetRewardResponse(rewards=scored.raw, scores=probs, extra_logs=logs)
 
     @app.post("/v1/media", response_model=P.MediaResponse)
@@ -180,6 +178,7 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
                         head=m.head.cfg.to_dict(), reward_stats=m.reward_stats, dtype=service.dtype,
                         device=service.device, max_batch_size=service.max_batch_size,
                         max_batch_tokens=service.max_batch_tokens,
+                        models=[m.describe() for m in service.all_members],
                         max_wait_ms=service.max_wait_ms)  # fmt: skip
 
     @app.get("/v1/models", response_model=P.ModelList)

@@ -1,7 +1,7 @@
 """`basereward serve`: load a reward-model checkpoint and serve every RL framework's contract over HTTP.
 
     basereward serve --model runs/demo/train/final [--host 127.0.0.1] [--port 8000] [--max-batch-size 32]
-        [--max-batch-tokens 32768] [--max-wait-ms 5] [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
+        [--max-batch-tokens 32768] [--max-wait-ms 5] [--ensemble-model DIR ...] [--text-model DIR] [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
 
 Binds 127.0.0.1 unless told otherwise: the server reads media on a client's word (data URIs; paths only under
 --image-root; URLs only under an allowed prefix), so exposing it is an explicit choice. Routes and contracts:
@@ -13,6 +13,10 @@ from __future__ import annotations
 
 def add_args(p) -> None:
     p.add_argument("--model", required=True, help="trained reward-model directory (basereward checkpoint)")
+    p.add_argument("--ensemble-model", action="append", default=[], help="another reward model averaged with "
+                   "--model (mean of raw rewards; repeatable)")  # fmt: skip
+    p.add_argument("--text-model", default=None, help="reward model for text-only samples (routing by modality; "
+                   "default: --model and the ensemble score everything)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
@@ -71,10 +75,15 @@ def build_app(args):
         max_images=args.max_images,
         max_image_pixels=args.max_image_pixels,
     )
-    scorer = load_scorer(args.model, device=args.device, dtype=args.dtype, progress=False)
+
+    def load(model_dir):
+        return load_scorer(model_dir, device=args.device, dtype=args.dtype, progress=False), model_dir
+
     service = RewardService(
-        scorer,
+        load(args.model)[0],
         model_dir=args.model,
+        ensemble=[load(d) for d in args.ensemble_model],
+        text_scorer=load(args.text_model) if args.text_model else None,
         model_name=args.served_model_name,
         policy=policy,
         max_batch_size=1 if args.deterministic else args.max_batch_size,

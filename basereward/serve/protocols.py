@@ -293,6 +293,9 @@ class Health(BaseModel):
     max_batch_size: int
     max_batch_tokens: int | None = None
     max_wait_ms: float
+    models: list[
+        dict[str, Any]
+    ] = []  # every served model: role (main / ensemble / text), dir, revision, stats
 
 
 class FieldError(BaseModel):

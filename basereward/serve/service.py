@@ -3,8 +3,14 @@ rewards. Every route calls `RewardService.score`; it owns the limits that are ab
 samples per request, queue size, request timeout) and turns every failure a request can cause into a
 `RequestError`/`BadRequest` (HTTP 4xx), never a crash.
 
+Models: one reward model, or several (specs/server-api.md "Multi-RM"). `ensemble` scorers are averaged with the
+main one: raw = mean of the members' raw rewards (the paper's ensembling rule), normalized = mean of each member's
+own normalized reward. A `text_scorer` takes the text-only samples instead of the ensemble (routing by modality:
+a text RM for text, the multimodal RMs for images and videos). Each member has its own encoder, prompt cache and
+batcher, so each keeps its training-time template and batches on its own.
+
 Threads: request conversion and encoding run on a small preprocessing pool (image decoding is CPU work and must not
-block the event loop); the tokenizer/processor is entered by one thread at a time; the model runs only on the
+block the event loop); each tokenizer/processor is entered by one thread at a time; a model runs only on its
 batcher's worker thread. A small LRU of prompt encodings (keyed by prompt text + image bytes) lets the rollouts of a
 GRPO group, which arrive as separate requests, share one image decode and one prompt encoding.
 """
@@ -18,13 +24,13 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from basereward.scoring import RewardScorer, model_device, score_encoded
-from basereward.serve.batcher import DynamicBatcher, QueueFull
+from basereward.serve.batcher import DynamicBatcher, JobResult, QueueFull
 from basereward.serve.media import MediaPolicy, MediaRegistry, RequestError
 from basereward.serve.metrics import Metrics
 from basereward.serve.parse import BadRequest, Parsed
@@ -39,118 +45,41 @@ class Busy(RuntimeError):
 @dataclass
 class Scored:
     parsed: list[Parsed]
-    raw: list[float]  # one per parsed sample
-    tokens: list[int]  # sequence length of each
+    raw: list[float]  # one per parsed sample (the ensemble mean when several models score it)
+    normalized: list[float]  # the same, on the checkpoints' calibrated scales
+    tokens: list[int]  # sequence length of each (the longest over the models that scored it)
     timing: dict[str, float]  # queue_ms, preprocess_ms, forward_ms
 
 
-class RewardService:
-    def __init__(self, scorer: RewardScorer, *, model_dir: str | Path, model_name: str | None = None,
-                 policy: MediaPolicy = MediaPolicy(), max_batch_size: int = 32, max_batch_tokens: int | None = None,
-                 max_wait_ms: float = 5.0,
-                 max_tokens: int | None = None, max_samples: int = 1024, max_queue: int = 4096,
-                 request_timeout_s: float = 150.0, preprocess_threads: int = 2, prompt_cache_size: int = 64,
-                 metrics: Metrics | None = None):  # fmt: skip
+class Member:
+    """One served reward model: its scorer, encoder lock, prompt-encoding cache and dynamic batcher."""
+
+    def __init__(self, scorer: RewardScorer, model_dir: str | Path, role: str, *, policy: MediaPolicy,
+                 max_batch_size: int, max_batch_tokens: int | None, max_wait_ms: float, max_queue: int,
+                 max_tokens: int | None, prompt_cache_size: int, metrics: Metrics):  # fmt: skip
         self.scorer = scorer
         self.model_dir = Path(model_dir)
-        self.model_name = model_name or str(model_dir)
-        self.policy = policy
+        self.role = role  # "main", "ensemble" or "text"
         # The decompression-bomb guard of the one preprocessing path doubles as the server's pixel limit.
         scorer.encoder.max_source_pixels = policy.max_image_pixels
-        self.max_tokens = max_tokens or max_positions(scorer.model)
-        self.max_samples = max_samples
-        self.request_timeout_s = request_timeout_s  # below OpenRLHF's 180 s client timeout
-        self.metrics = metrics or Metrics()
+        self.max_tokens = min(max_tokens or 1 << 62, max_positions(scorer.model))
         self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_wait_ms = max_wait_ms
         self.batcher = DynamicBatcher(self._forward, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-                                      max_wait_ms=max_wait_ms, max_queue=max_queue,
-                                      on_batch=self.metrics.record_batch)  # fmt: skip
-        # HF fast tokenizers are not safe to enter from two threads at once.
-        self._encode_lock = threading.Lock()
+                                      max_wait_ms=max_wait_ms, max_queue=max_queue, on_batch=metrics.record_batch)  # fmt: skip
+        self._lock = threading.Lock()  # HF fast tokenizers are not safe to enter from two threads at once
         self._prompts: OrderedDict[str, PromptEncoding] = OrderedDict()
         self.prompt_cache_size = prompt_cache_size
-        self._pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="basereward-preprocess")
         self.revision = checkpoint_revision(self.model_dir)
-        self.media = MediaRegistry()  # uid -> images registered with POST /v1/media
-
-    def start(self) -> None:
-        self.batcher.start()
-
-    def stop(self) -> None:
-        self.batcher.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def device(self) -> str:
-        return str(model_device(self.scorer.model))
-
-    @property
-    def dtype(self) -> str:
-        return "bf16-autocast" if self.scorer.autocast_dtype is not None else "fp32"
 
     def _forward(self, encoded) -> list[list[float]]:
         s = self.scorer
         return score_encoded(s.model, encoded, s.encoder.pad_id, max_rows=max(self.max_batch_size, 1),
                              autocast_dtype=s.autocast_dtype, layout=s.layout)  # fmt: skip
 
-    async def score(self, parse: Callable[[], list[Parsed]], route: str) -> Scored:
-        """Run `parse` (request -> Parsed samples) and the encoder off the event loop, then wait for the batch."""
-        loop = asyncio.get_running_loop()
-        t0 = time.monotonic()
-        parsed, encoded, keys, tokens = await loop.run_in_executor(self._pool, self._prepare, parse)
-        preprocess_ms = (time.monotonic() - t0) * 1000
-        try:
-            future = self.batcher.submit(encoded, keys)
-        except QueueFull as e:
-            raise Busy(str(e)) from e
-        try:
-            result = await asyncio.wait_for(asyncio.wrap_future(future), self.request_timeout_s)
-        except asyncio.TimeoutError as e:
-            raise Busy(f"not scored within {self.request_timeout_s:g} s") from e
-        except Exception as e:  # noqa: BLE001 - the forward failed on this request's own samples
-            field = parsed[0].field if len(parsed) == 1 else "body"
-            raise BadRequest([RequestError(field, f"could not be scored: {type(e).__name__}: {e}")]) from e
-        self.metrics.record_samples(route, len(parsed))
-        timing = {
-            "queue_ms": result.queue_ms,
-            "preprocess_ms": preprocess_ms,
-            "forward_ms": result.forward_ms,
-        }
-        return Scored(parsed, [r[0] for r in result.rewards], tokens, timing)
-
-    def _prepare(self, parse: Callable[[], list[Parsed]]):
-        parsed = parse()
-        if len(parsed) > self.max_samples:
-            raise BadRequest(
-                [RequestError("body", f"{len(parsed)} samples, over the limit of {self.max_samples}")]
-            )
-        encoded, keys, tokens, errors = [], [], [], []
-        for p in parsed:
-            key = prompt_key(p.sample)
-            try:
-                enc = self._encode(p.sample, key)
-            except DataError as e:  # corrupt image, over the pixel limit, empty response...
-                errors.append(e if isinstance(e, RequestError) else _located(p.field, str(e)))
-                continue
-            n = len(enc.prompt.input_ids) + max(len(r) for r in enc.responses)
-            if n > self.max_tokens:
-                errors.append(
-                    RequestError(p.field, f"input is {n} tokens, over the limit of {self.max_tokens}")
-                )
-                continue
-            encoded.append(enc)
-            keys.append(p.group or key or f"unkeyed-{id(p)}")
-            tokens.append(n)
-        if errors:
-            raise BadRequest(errors)
-        return parsed, encoded, keys, tokens
-
-    def _encode(self, sample: Sample, key: str | None) -> EncodedSample:
+    def encode(self, sample: Sample, key: str | None) -> EncodedSample:
         """`RewardScorer.encode`, with the prompt part (chat template, image decoding and patching) reused for
         samples whose prompt and images were seen recently: the G rollouts of a GRPO group share them."""
-        with self._encode_lock:
+        with self._lock:
             cached = self._prompts.get(key) if key is not None else None
             if cached is None:
                 enc = self.scorer.encode(sample)
@@ -162,6 +91,156 @@ class RewardService:
             self._prompts.move_to_end(key)
             encoder = self.scorer.encoder
             return EncodedSample(cached, [encoder.response(r) for r in sample.responses], sample.id)
+
+    def describe(self) -> dict:
+        m = self.scorer.model
+        return {"role": self.role, "model": str(self.model_dir), "revision": self.revision,
+                "model_type": m.model_type, "reward_stats": m.reward_stats}  # fmt: skip
+
+
+@dataclass
+class _Work:
+    """What one member scores for one request: its encodings and the request's sample index of each."""
+
+    member: Member
+    encoded: list[EncodedSample]
+    keys: list[str]
+    index: list[int]
+
+
+class RewardService:
+    def __init__(self, scorer: RewardScorer, *, model_dir: str | Path, model_name: str | None = None,
+                 ensemble: Sequence[tuple[RewardScorer, str | Path]] = (),
+                 text_scorer: tuple[RewardScorer, str | Path] | None = None,
+                 policy: MediaPolicy = MediaPolicy(), max_batch_size: int = 32, max_batch_tokens: int | None = None,
+                 max_wait_ms: float = 5.0, max_tokens: int | None = None, max_samples: int = 1024,
+                 max_queue: int = 4096, request_timeout_s: float = 150.0, preprocess_threads: int = 2,
+                 prompt_cache_size: int = 64, metrics: Metrics | None = None):  # fmt: skip
+        self.model_dir = Path(model_dir)
+        self.model_name = model_name or str(model_dir)
+        self.policy = policy
+        self.max_samples = max_samples
+        self.request_timeout_s = request_timeout_s  # below OpenRLHF's 180 s client timeout
+        self.metrics = metrics or Metrics()
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_ms = max_wait_ms
+        common = dict(policy=policy, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
+                      max_wait_ms=max_wait_ms, max_queue=max_queue, max_tokens=max_tokens,
+                      prompt_cache_size=prompt_cache_size, metrics=self.metrics)  # fmt: skip
+        main = Member(scorer, model_dir, "main", **common)
+        self.members = [main, *(Member(s, d, "ensemble", **common) for s, d in ensemble)]
+        self.text_member = Member(*text_scorer, "text", **common) if text_scorer is not None else None
+        self.scorer = scorer  # the main model: its tokenizer defines the text routes' special tokens
+        self.batcher = main.batcher
+        self.max_tokens = main.max_tokens
+        self._pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="basereward-preprocess")
+        # The served reward changes when any member's does.
+        revisions = [m.revision for m in self.all_members]
+        self.revision = revisions[0] if len(revisions) == 1 else hashlib.sha256("|".join(revisions).encode()).hexdigest()[:12]  # fmt: skip
+        self.media = MediaRegistry()  # uid -> images registered with POST /v1/media
+
+    @property
+    def all_members(self) -> list[Member]:
+        return self.members + ([self.text_member] if self.text_member is not None else [])
+
+    def start(self) -> None:
+        for m in self.all_members:
+            m.batcher.start()
+
+    def stop(self) -> None:
+        for m in self.all_members:
+            m.batcher.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def device(self) -> str:
+        return str(model_device(self.scorer.model))
+
+    @property
+    def dtype(self) -> str:
+        return "bf16-autocast" if self.scorer.autocast_dtype is not None else "fp32"
+
+    def route(self, sample: Sample) -> list[Member]:
+        """The models that score this sample: the text RM for text-only samples when one is configured."""
+        if self.text_member is not None and not sample.images and not sample.videos:
+            return [self.text_member]
+        return self.members
+
+    async def score(self, parse: Callable[[], list[Parsed]], route: str) -> Scored:
+        """Run `parse` (request -> Parsed samples) and the encoders off the event loop, then wait for the batches."""
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        parsed, work, tokens = await loop.run_in_executor(self._pool, self._prepare, parse)
+        preprocess_ms = (time.monotonic() - t0) * 1000
+        futures = []
+        try:
+            for w in work:
+                futures.append(w.member.batcher.submit(w.encoded, w.keys))
+        except QueueFull as e:
+            for f in futures:
+                f.cancel()
+            raise Busy(str(e)) from e
+        try:
+            results: list[JobResult] = await asyncio.wait_for(
+                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), self.request_timeout_s
+            )
+        except asyncio.TimeoutError as e:
+            raise Busy(f"not scored within {self.request_timeout_s:g} s") from e
+        except Exception as e:  # noqa: BLE001 - the forward failed on this request's own samples
+            field = parsed[0].field if len(parsed) == 1 else "body"
+            raise BadRequest([RequestError(field, f"could not be scored: {type(e).__name__}: {e}")]) from e
+        self.metrics.record_samples(route, len(parsed))
+        raws: list[list[float]] = [[] for _ in parsed]
+        norms: list[list[float]] = [[] for _ in parsed]
+        for w, result in zip(work, results):
+            for i, r in zip(w.index, result.rewards):
+                raws[i].append(r[0])
+                norms[i].append(w.member.scorer.normalize(r[0]))
+        timing = {
+            "queue_ms": max(r.queue_ms for r in results),
+            "preprocess_ms": preprocess_ms,
+            "forward_ms": max(r.forward_ms for r in results),
+        }
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        return Scored(parsed, [mean(r) for r in raws], [mean(n) for n in norms], tokens, timing)
+
+    def _prepare(self, parse: Callable[[], list[Parsed]]):
+        parsed = parse()
+        if len(parsed) > self.max_samples:
+            raise BadRequest(
+                [RequestError("body", f"{len(parsed)} samples, over the limit of {self.max_samples}")]
+            )
+        work: dict[int, _Work] = {}
+        tokens, errors = [], []
+        for i, p in enumerate(parsed):
+            key = prompt_key(p.sample)
+            longest = 0
+            for member in self.route(p.sample):
+                try:
+                    enc = member.encode(p.sample, key)
+                except DataError as e:  # corrupt image, over the pixel limit, empty response...
+                    errors.append(e if isinstance(e, RequestError) else _located(p.field, str(e)))
+                    break
+                n = len(enc.prompt.input_ids) + max(len(r) for r in enc.responses)
+                if n > member.max_tokens:
+                    errors.append(
+                        RequestError(p.field, f"input is {n} tokens, over the limit of {member.max_tokens}")
+                    )
+                    break
+                w = work.setdefault(id(member), _Work(member, [], [], []))
+                w.encoded.append(enc)
+                w.keys.append(p.group or key or f"unkeyed-{id(p)}")
+                w.index.append(i)
+                longest = max(longest, n)
+            tokens.append(longest)
+        if errors:
+            raise BadRequest(errors)
+        return parsed, list(work.values()), tokens
+
+    def _encode(self, sample: Sample, key: str | None) -> EncodedSample:
+        """The main model's encoding (with its prompt cache)."""
+        return self.members[0].encode(sample, key)
 
 
 def _located(field: str, message: str) -> RequestError:
