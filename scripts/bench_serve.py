@@ -1,7 +1,7 @@
 """Benchmark (not a test): does cross-request dynamic batching pay off for one-sample-per-request RL clients?
 
     HF_HUB_OFFLINE=1 python scripts/bench_serve.py [--model DIR | --size test|demo|bench] [--image-px 448]
-        [--clients 32] [--requests 8] [--groups 1,8] [--max-wait-ms 5]
+        [--clients 32] [--requests 16] [--groups 1,8] [--max-wait-ms 5]
 
 For each group size G in --groups, starts `basereward serve` twice as a separate process on 127.0.0.1 (a free port):
 with dynamic batching (--max-batch-size = clients) and without (--max-batch-size 1). Each time `--clients`
@@ -183,7 +183,7 @@ def main() -> dict:
     p.add_argument("--size", default="bench", help="init-tiny size when no --model: test | demo | bench")
     p.add_argument("--image-px", type=int, default=448, help="square image side (448 px = 256 image tokens)")
     p.add_argument("--clients", type=int, default=32)
-    p.add_argument("--requests", type=int, default=8, help="requests per client")
+    p.add_argument("--requests", type=int, default=16, help="requests per client")
     p.add_argument(
         "--groups", default="1,8", help="GRPO group sizes to run, comma-separated (1: all different)"
     )
