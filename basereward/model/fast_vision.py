@@ -4,9 +4,9 @@ Two places where the stock tower spends its time on bookkeeping rather than arit
 images (a scoring batch, a server batch of single-sample requests):
 
 - Patch embedding is a Conv3d whose kernel equals its stride over an input that is exactly one kernel: that is a
-  matrix product. CPU Conv3d takes ~7 ms for 2,048 patches where the same product takes well under 1 ms
-  (vLLM makes the same substitution). `PatchMatmul` keeps the conv's weight Parameter, so state dicts,
-  `save_pretrained` and optimisers see no change.
+  matrix product. CPU Conv3d took ~7 ms for 2,048 patches here, the product ~2 ms; on some GPU/cuDNN/dtype
+  combinations the conv is far slower still (vLLM made the same substitution, vllm-project/vllm#27418).
+  `PatchMatmul` keeps the conv's weight Parameter, so state dicts, `save_pretrained` and optimisers see no change.
 - Without flash-attention the tower runs one SDPA call per image and per window. The `runs` backend of
   `basereward.model.gpu_attention` stacks consecutive equal-length images/windows into one call.
 

@@ -11,6 +11,7 @@ reach the reward model through `basereward.rl.trl`. Runs on CPU (bf16 off, no vL
 As in a real pipeline, RL starts from a supervised policy: `sft_steps` steps of supervised fine-tuning on other
 synthetic questions (answer sentence after the same chat prompt TRL renders) come first. A random-init policy
 writes byte noise, and on noise the reward model's score is a coin flip that no policy can climb.
+
 Writes OUT/rewards.jsonl (one line per step) and ends with a JSON summary holding the mean reward per step.
 """
 

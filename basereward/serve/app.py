@@ -189,7 +189,8 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
-        gauges = {"basereward_queue_depth": ("requests waiting for the batcher", service.batcher.qsize()),
+        depth = sum(m.batcher.qsize() for m in service.all_members)
+        gauges = {"basereward_queue_depth": ("requests waiting for the batchers", depth),
                   "basereward_max_batch_size": ("configured max sequences per forward", service.max_batch_size),
                   "basereward_max_batch_tokens": ("configured max tokens per forward (0: none)",
                                                   service.max_batch_tokens or 0)}  # fmt: skip

@@ -137,7 +137,8 @@ class RewardService:
         self._pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="basereward-preprocess")
         # The served reward changes when any member's does.
         revisions = [m.revision for m in self.all_members]
-        self.revision = revisions[0] if len(revisions) == 1 else hashlib.sha256("|".join(revisions).encode()).hexdigest()[:12]  # fmt: skip
+        combined = hashlib.sha256("|".join(revisions).encode()).hexdigest()[:12]
+        self.revision = revisions[0] if len(revisions) == 1 else combined
         self.media = MediaRegistry()  # uid -> images registered with POST /v1/media
 
     @property
@@ -198,9 +199,9 @@ class RewardService:
                 raws[i].append(r[0])
                 norms[i].append(w.member.scorer.normalize(r[0]))
         timing = {
-            "queue_ms": max(r.queue_ms for r in results),
+            "queue_ms": max((r.queue_ms for r in results), default=0.0),
             "preprocess_ms": preprocess_ms,
-            "forward_ms": max(r.forward_ms for r in results),
+            "forward_ms": max((r.forward_ms for r in results), default=0.0),
         }
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         return Scored(parsed, [mean(r) for r in raws], [mean(n) for n in norms], tokens, timing)
