@@ -23,6 +23,13 @@ import time
 from pathlib import Path
 
 THREADS = 2
+# Workload presets shared by `bench train` and `bench score` (each adds its own batch shape: pairs or group).
+FULL = dict(
+    size="bench", image_px=448, text_tokens=32, response_len=72, repeats=3, warmup=2, steps=8, threads=2
+)
+QUICK = dict(
+    size="test", image_px=112, text_tokens=16, response_len=8, repeats=1, warmup=1, steps=2, threads=1
+)
 RECORD = "BENCH_RECORD "  # prefix of the worker's result lines (libraries print other things to stdout)
 
 
@@ -144,6 +151,22 @@ def prepare(args, opts: dict, kind: str, workload: dict, n_images: int) -> tuple
             "warmup": opts["warmup"], "steps": opts["steps"], "threads": opts["threads"], "seed": args.seed,
             "gates_dir": str(work / f"gates-{kind}")}  # fmt: skip
     return spec, work, own
+
+
+def execute(args, opts: dict, kind: str, workload: dict, n_images: int, report) -> dict:
+    """The bench sequence: prepare the work dir, run the variants interleaved, `report(runs, variants, spec, opts,
+    wall_s)`, remove a temporary work dir."""
+    import shutil
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    spec, work, own = prepare(args, opts, kind, workload, n_images)
+    print(f"bench {kind}: {opts}, lengths {args.lengths}, variants {variants}, work dir {work}", flush=True)
+    t0 = time.time()
+    runs = interleaved(spec, variants, opts["repeats"], opts["same_process"])
+    result = report(runs, variants, spec, opts, time.time() - t0)
+    if own:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 # ---- statistics

@@ -15,7 +15,6 @@ Ends stdout with one JSON object (`score_speedup_g8`, `score_efficiency`, ...).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -26,28 +25,8 @@ VARIANTS = {
     "S1": "G padded sequences, image per sequence, head on the scored token (layout=padded)",
     "S3": "one prefix-shared [P|r1..rG] row, image once (layout=shared, default)",
 }
-FULL = dict(
-    size="bench",
-    image_px=448,
-    text_tokens=32,
-    response_len=72,
-    group=8,
-    repeats=3,
-    warmup=2,
-    steps=8,
-    threads=2,
-)
-QUICK = dict(
-    size="test",
-    image_px=112,
-    text_tokens=16,
-    response_len=8,
-    group=8,
-    repeats=1,
-    warmup=1,
-    steps=2,
-    threads=1,
-)
+FULL = {**common.FULL, "group": 8}
+QUICK = {**common.QUICK, "group": 8}
 
 
 # ---- the variants (run inside the worker process)
@@ -123,17 +102,9 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     opts = common.resolve(args, FULL, QUICK)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     workload = dict(image_px=opts["image_px"], prompt_text_tokens=opts["text_tokens"],
                     response_len=opts["response_len"], lengths=args.lengths, group=opts["group"], seed=args.seed)  # fmt: skip
-    spec, work, own = common.prepare(args, opts, "score", workload, n_images=2)
-    print(f"bench score: {opts}, lengths {args.lengths}, variants {variants}, work dir {work}", flush=True)
-    t0 = time.time()
-    runs = common.interleaved(spec, variants, opts["repeats"], opts["same_process"])
-    result = report(runs, variants, spec, opts, time.time() - t0)
-    if own:
-        shutil.rmtree(work, ignore_errors=True)
-    return result
+    return common.execute(args, opts, "score", workload, n_images=2, report=report)
 
 
 def report(runs: dict, variants: list[str], spec: dict, opts: dict, wall_s: float) -> dict:

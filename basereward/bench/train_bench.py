@@ -17,7 +17,6 @@ Ends stdout with one JSON object (`train_speedup_vs_naive`, `train_efficiency`, 
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -30,28 +29,8 @@ VARIANTS = {
     "T5": "T4 + frozen vision tower and merger",
     "TRL": "TRL 1.16 RewardTrainer, padded 2B batch, wrapper + custom collator",
 }
-FULL = dict(
-    size="bench",
-    image_px=448,
-    text_tokens=32,
-    response_len=72,
-    pairs=4,
-    repeats=3,
-    warmup=2,
-    steps=8,
-    threads=2,
-)
-QUICK = dict(
-    size="test",
-    image_px=112,
-    text_tokens=16,
-    response_len=8,
-    pairs=2,
-    repeats=1,
-    warmup=1,
-    steps=2,
-    threads=1,
-)
+FULL = {**common.FULL, "pairs": 4}
+QUICK = {**common.QUICK, "pairs": 2}
 
 
 # ---- the variants (run inside the worker process)
@@ -176,18 +155,10 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     opts = common.resolve(args, FULL, QUICK)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     workload = dict(image_px=opts["image_px"], prompt_text_tokens=opts["text_tokens"],
                     response_len=opts["response_len"], lengths=args.lengths, pairs_per_step=opts["pairs"],
                     seed=args.seed)  # fmt: skip
-    spec, work, own = common.prepare(args, opts, "train", workload, n_images=2 * opts["pairs"])
-    print(f"bench train: {opts}, lengths {args.lengths}, variants {variants}, work dir {work}", flush=True)
-    t0 = time.time()
-    runs = common.interleaved(spec, variants, opts["repeats"], opts["same_process"])
-    result = report(runs, variants, spec, opts, time.time() - t0)
-    if own:
-        shutil.rmtree(work, ignore_errors=True)
-    return result
+    return common.execute(args, opts, "train", workload, n_images=2 * opts["pairs"], report=report)
 
 
 def report(runs: dict, variants: list[str], spec: dict, opts: dict, wall_s: float) -> dict:

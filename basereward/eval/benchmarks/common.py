@@ -47,6 +47,20 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield where, rec
 
 
+def data_file(path: str | Path, candidates: tuple[str, ...], missing: str) -> list[Path]:
+    """`[path]` for a file; for a folder the first of `candidates` (relative paths) that exists, else a DataError
+    "{path}: {missing}"."""
+    path = Path(path)
+    if path.is_dir():
+        for rel in candidates:
+            if (path / rel).is_file():
+                return [path / rel]
+        raise DataError(f"{path}: {missing}")
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    return [path]
+
+
 def resolve_media(root: Path, rel: str) -> Path:
     """The file or folder `rel` names under `root`, trying the layouts the public copies use.
 

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from basereward.eval.benchmarks.common import (
+    data_file,
     iter_json_records,
     media_prompt,
     require_str,
@@ -32,15 +33,7 @@ def category_of(media_path: str) -> str | None:
 
 
 def data_files(path: str | Path) -> list[Path]:
-    path = Path(path)
-    if path.is_dir():
-        cand = path / "mm_reward_bench.jsonl"
-        if not cand.is_file():
-            raise DataError(f"{path}: no mm_reward_bench.jsonl in this folder")
-        return [cand]
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    return [path]
+    return data_file(path, ("mm_reward_bench.jsonl",), "no mm_reward_bench.jsonl in this folder")
 
 
 def load(

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from basereward.eval.benchmarks.common import (
+    data_file,
     iter_json_records,
     media_prompt,
     require_str,
@@ -42,15 +43,8 @@ def bucket_of(rid: str, category: str) -> str:
 
 
 def data_files(path: str | Path) -> list[Path]:
-    path = Path(path)
-    if path.is_dir():
-        for cand in (path / "all_data.json", path / "data" / "all_data.json"):
-            if cand.is_file():
-                return [cand]
-        raise DataError(f"{path}: no all_data.json (run the repo's scripts/0_download_data.py first)")
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    return [path]
+    return data_file(path, ("all_data.json", "data/all_data.json"),
+                     "no all_data.json (run the repo's scripts/0_download_data.py first)")  # fmt: skip
 
 
 def load(
