@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = module.run(args)
-    except DataError as e:
+    except (
+        DataError,
+        FileNotFoundError,
+    ) as e:  # bad input or a missing path: one line naming it, no traceback
         print(f"basereward {verb}: error: {e}", file=sys.stderr)
         return 1
     if result is not None:

@@ -114,3 +114,8 @@ def test_sft_warm_start_learns_the_answer_tokens_only(tmp_path):
     policy = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir, dtype=torch.float32)
     out = warm_start(policy, processor, rows * 20, steps=20, batch=2, lr=3e-3)
     assert out["last_loss"] < 0.5 * out["first_loss"]
+
+
+def test_bad_warm_start_settings_name_the_field():
+    with pytest.raises(ValueError, match="sft_batch_size >= 1"):
+        load_config(ROOT / "configs" / "grpo-demo.yaml", ["sft_batch_size=0"], cls=GrpoConfig)

@@ -90,3 +90,23 @@ def test_cli_flags_build_the_ensemble(dirs):
     svc = cli.build_app(args).state.service
     assert [m.role for m in svc.all_members] == ["main", "ensemble", "text"]
     assert svc.revision not in {m.revision for m in svc.all_members}  # the served reward names all three
+
+
+def test_cli_refuses_a_token_budget_below_one(capsys):
+    import argparse
+
+    from basereward.serve import cli
+
+    p = argparse.ArgumentParser()
+    cli.add_args(p)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--model", "m", "--max-batch-tokens", "0"])
+    assert "--max-batch-tokens: 0 must be >= 1" in capsys.readouterr().err
+
+
+def test_missing_ensemble_checkpoint_is_named(dirs, tmp_path, capsys):
+    from basereward.cli import main
+
+    argv = ["serve", "--model", str(dirs["main"]), "--ensemble-model", str(tmp_path / "nope"), "--port", "1"]
+    assert main(argv) == 1
+    assert f"basereward serve: error: {tmp_path / 'nope'}: no basereward.json" in capsys.readouterr().err

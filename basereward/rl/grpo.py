@@ -49,6 +49,11 @@ class GrpoConfig:
     sft_batch_size: int = 16
     device: str | None = None  # reward model device (default: cuda if available)
 
+    def __post_init__(self):
+        if self.sft_steps < 0 or self.sft_batch_size < 1 or self.sft_learning_rate <= 0:
+            raise ValueError(f"sft_steps must be >= 0, sft_batch_size >= 1 and sft_learning_rate > 0; got "
+                             f"{self.sft_steps}, {self.sft_batch_size}, {self.sft_learning_rate}")  # fmt: skip
+
 
 def question_rows(n: int, seed: int, kinds: tuple[str, ...]) -> list[dict]:
     """Conversational image questions with their ground truth: [answer sentence, the bare value]."""

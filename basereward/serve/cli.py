@@ -29,7 +29,7 @@ def add_args(p) -> None:
     p.add_argument(
         "--max-batch-size", type=int, default=32, help="max sequences per model forward (1: no batching)"
     )
-    p.add_argument("--max-batch-tokens", type=int, default=32768, help="max tokens per model forward (prompts "
+    p.add_argument("--max-batch-tokens", type=_positive, default=32768, help="max tokens per model forward (prompts "
                    "counted once per sample; a longer sample runs alone)")  # fmt: skip
     p.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="max time the oldest request waits for a batch"
@@ -53,6 +53,18 @@ def add_args(p) -> None:
                    "(repeatable; /get_reward is always served)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads (default: torch's)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level")
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
 
 
 def build_app(args):
