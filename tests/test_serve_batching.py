@@ -156,7 +156,8 @@ def test_prompt_cache_reuses_the_encoding_of_a_group(tmp_path):
     svc = service(rm)
     a, b = ref_sample(response="The shape is red."), ref_sample(response="It is blue.")
     assert prompt_key(a) == prompt_key(b) != prompt_key(ref_sample("blue"))
-    ea, eb = svc._encode(a, prompt_key(a)), svc._encode(b, prompt_key(b))
+    main = svc.members[0]
+    ea, eb = main.encode(a, prompt_key(a)), main.encode(b, prompt_key(b))
     assert eb.prompt is ea.prompt  # decoded and patched once
     assert same_encoding(eb, svc.scorer.encode(b))  # and identical to the uncached path
 

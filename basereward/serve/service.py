@@ -132,7 +132,6 @@ class RewardService:
         self.members = [main, *(Member(s, d, "ensemble", **common) for s, d in ensemble)]
         self.text_member = Member(*text_scorer, "text", **common) if text_scorer is not None else None
         self.scorer = scorer  # the main model: its tokenizer defines the text routes' special tokens
-        self.batcher = main.batcher
         self.max_tokens = main.max_tokens
         self._pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="basereward-preprocess")
         # The served reward changes when any member's does.
@@ -238,10 +237,6 @@ class RewardService:
         if errors:
             raise BadRequest(errors)
         return parsed, list(work.values()), tokens
-
-    def _encode(self, sample: Sample, key: str | None) -> EncodedSample:
-        """The main model's encoding (with its prompt cache)."""
-        return self.members[0].encode(sample, key)
 
 
 def _located(field: str, message: str) -> RequestError:
