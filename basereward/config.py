@@ -82,6 +82,39 @@ class OptimArgs:
 
 
 @dataclass(frozen=True)
+class DistributedArgs:
+    strategy: str = (
+        "ddp"  # ddp (replicated weights) | fsdp (FSDP2 fully_shard: parameters, gradients, optimizer sharded)
+    )
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
+    cpu_offload: bool = False  # fsdp: keep sharded parameters, gradients and optimizer state in CPU memory
+    reshard_after_forward: bool = (
+        True  # fsdp: free gathered layers after forward (ZeRO-3); false keeps them (ZeRO-2)
+    )
+    timeout_s: int = (
+        600  # collective timeout: a rank that waits longer (a peer died or hung) ends the job with an error
+    )
+
+
+@dataclass(frozen=True)
+class LoraArgs:
+    rank: int = (
+        0  # 0 = full fine-tune; > 0 = LoRA adapters of this rank on the language model's linear layers
+    )
+    alpha: float = 16.0  # LoRA scaling numerator (scale = alpha / rank)
+    dropout: float = 0.0  # dropout on the adapter input
+    targets: str = (
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # comma-separated linear layer names
+    )
+
+    def __post_init__(self):
+        if self.rank < 0:
+            raise ValueError(f"lora.rank must be >= 0, got {self.rank}")
+        if self.rank and not [t for t in self.targets.split(",") if t.strip()]:
+            raise ValueError("lora.targets must name at least one linear layer")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = "runs/rm"  # checkpoints/, final/, metrics.jsonl, tb/ go here
     seed: int = 0  # head init, data order
@@ -89,7 +122,11 @@ class TrainConfig:
     data: DataArgs = field(default_factory=DataArgs)
     loss: LossArgs = field(default_factory=LossArgs)
     optim: OptimArgs = field(default_factory=OptimArgs)
-    batch_size: int = 128  # pairs per optimizer step (global); = micro_batch_size * gradient accumulation
+    distributed: DistributedArgs = field(
+        default_factory=DistributedArgs
+    )  # used when launched on several processes
+    lora: LoraArgs = field(default_factory=LoraArgs)  # rank 0 = full fine-tune
+    batch_size: int = 128  # pairs per optimizer step (global) = micro_batch_size x accumulation x world size
     micro_batch_size: int = 4  # pairs per forward/backward
     epochs: float = 1.0  # passes over the training data (fractional allowed)
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
@@ -122,12 +159,23 @@ class TrainConfig:
             raise ValueError(
                 f"optim.schedule must be cosine, linear or constant, got {self.optim.schedule!r}"
             )
+        if self.distributed.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"distributed.strategy must be ddp or fsdp, got {self.distributed.strategy!r}")
+        if self.distributed.backend not in ("auto", "nccl", "gloo"):
+            raise ValueError(
+                f"distributed.backend must be auto, nccl or gloo, got {self.distributed.backend!r}"
+            )
         if self.data.on_error not in ("fail", "skip"):
             raise ValueError(f"data.on_error must be fail or skip, got {self.data.on_error!r}")
 
-    @property
-    def grad_accum(self) -> int:
-        return self.batch_size // self.micro_batch_size
+    def grad_accum(self, world_size: int = 1) -> int:
+        """Micro-batches per rank per optimizer step; refuses a global batch that does not divide."""
+        per_step = self.micro_batch_size * world_size
+        if self.batch_size % per_step:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x world size "
+                             f"({self.micro_batch_size} x {world_size} = {per_step}); change batch_size, "
+                             "micro_batch_size or the number of processes")  # fmt: skip
+        return self.batch_size // per_step
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

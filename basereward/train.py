@@ -1,85 +1,114 @@
-"""Train a reward model with the Bradley-Terry pairwise loss.
+"""Train a reward model with the Bradley-Terry pairwise loss, on one process or many.
 
     basereward train --config configs/demo.yaml [key=value ...]
+    basereward train --nproc 2 --config configs/demo.yaml ...                  (starts torchrun for you)
+    torchrun --nproc_per_node 8 -m basereward train --config configs/basereward-qwen2.5-vl-7b.yaml
 
-Reads top to bottom: set-up -> data -> model -> optimizer -> (resume) -> loop -> final model. One optimizer step
-consumes `batch_size` pairs in `batch_size / micro_batch_size` forward/backward passes. The data order is a pure
-function of (seed, step), which is what makes `resume=auto` continue bit-for-bit, and what a later multi-process run
-shards by rank.
+Reads top to bottom: `setup` (process group, data, model, sharding, optimizer, resume) -> `loop` (one `train_step`
+per optimizer step, evaluation, checkpoints) -> `finish` (calibration, the final single-directory checkpoint). One
+process is the same code at world size 1.
+
+One optimizer step consumes `batch_size` pairs (the global batch = micro_batch_size x accumulation x world size).
+The data order is a pure function of (seed, step): step s takes positions [s * batch_size, (s + 1) * batch_size)
+of the seeded per-epoch permutations, and rank r takes its contiguous share of those. So the global sequence of
+batches does not depend on the number of ranks, and `resume=auto` continues it exactly on any number of them.
+The step's loss is the mean over the pairs actually used in the whole step (pairs dropped for length or bad
+records are not counted), summed over micro-batches and ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from basereward.checkpoint import (
-    find_resume,
-    load_trainer_state,
-    prune_checkpoints,
-    save_checkpoint,
-    set_rng_state,
-)
+from basereward import distributed
+from basereward.checkpoint import find_resume, load_checkpoint, prune_checkpoints, save_checkpoint, seed_step
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.losses import pair_loss
 from basereward.model.backbone import vision_modules
-from basereward.model.reward_model import RewardModel, load_reward_model
+from basereward.model.reward_model import RewardModel
 from basereward.scoring import pair_stats, score_pairs
+from basereward.sharding import full_state_dict, inner, wrap
 from basereward.template import Encoder
+from basereward.types import DataError, Sample
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item `step` = that optimizer step's micro-batches, encoded and collated. Epoch e visits the pairs in the order
-    of `randperm(n, generator=seed + e)`; step s takes stream positions [s * batch_size, (s + 1) * batch_size)."""
+    """Item `step` = this rank's micro-batches of that optimizer step, encoded and collated.
+
+    Epoch e visits the pairs in the order of `randperm(n, generator=seed + e)`; step s takes stream positions
+    [s * batch_size, (s + 1) * batch_size) and rank r of W the r-th contiguous block of them, cut into micro-batches.
+    Every rank returns the same number of micro-batch slots; a slot whose pairs were all dropped is None (the
+    trainer then runs a zero-weight forward so that collectives stay in step)."""
 
     def __init__(self, pairs, encoder: Encoder, batch_size: int, micro_batch_size: int, seed: int,
-                 max_length: int | None, num_steps: int, layout: str = "shared"):  # fmt: skip
+                 max_length: int | None, num_steps: int, layout: str = "shared", *, rank: int = 0,
+                 world_size: int = 1, on_error: str = "fail", drop_ties: bool = False):  # fmt: skip
         self.pairs, self.encoder, self.collate = pairs, encoder, COLLATORS[layout]
         self.batch_size, self.micro = batch_size, micro_batch_size
         self.seed, self.max_length, self.num_steps = seed, max_length, num_steps
-        self._perms: dict[int, list[int]] = {}
+        self.rank, self.world_size, self.on_error, self.drop_ties = rank, world_size, on_error, drop_ties
+        self._perm: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return self.num_steps
 
-    def indices(self, step: int) -> list[int]:
+    def global_indices(self, step: int) -> list[int]:
         n, out = len(self.pairs), []
         for pos in range(step * self.batch_size, (step + 1) * self.batch_size):
             epoch = pos // n
-            if epoch not in self._perms:
-                self._perms = {
-                    epoch: torch.randperm(
-                        n, generator=torch.Generator().manual_seed(self.seed + epoch)
-                    ).tolist()
-                }
-            out.append(self._perms[epoch][pos % n])
+            if self._perm is None or self._perm[0] != epoch:
+                self._perm = (
+                    epoch,
+                    torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch)),
+                )
+            out.append(int(self._perm[1][pos % n]))
         return out
 
-    def __getitem__(self, step: int) -> tuple[list[tuple[Batch, torch.Tensor]], int]:
-        """([(micro-batch, pair margins)], number of pairs dropped for exceeding max_length)."""
+    def indices(self, step: int) -> list[int]:
+        """This rank's pairs of `step`, in order."""
+        share = self.batch_size // self.world_size
+        return self.global_indices(step)[self.rank * share : (self.rank + 1) * share]
+
+    def __getitem__(self, step: int) -> tuple[list[tuple[Batch, torch.Tensor] | None], dict[str, int]]:
+        """([(micro-batch, pair margins) or None per slot], {reason: pairs dropped})."""
         idx = self.indices(step)
-        micro_batches, too_long = [], 0
+        slots, dropped = [], {"too_long": 0, "bad_record": 0, "tie": 0}
         for start in range(0, len(idx), self.micro):
             encoded, margins = [], []
             for i in idx[start : start + self.micro]:
-                pair = self.pairs[i]
-                enc = self.encoder.encode(pair.as_sample())
+                try:
+                    pair = self.pairs[i]
+                    if self.drop_ties and pair.meta.get("tie"):
+                        dropped["tie"] += 1
+                        continue
+                    enc = self.encoder.encode(pair.as_sample())
+                except DataError:
+                    if self.on_error == "fail":
+                        raise
+                    dropped["bad_record"] += 1
+                    continue
                 if (
                     self.max_length
                     and len(enc.prompt.input_ids) + max(map(len, enc.responses)) > self.max_length
                 ):
-                    too_long += 1
+                    dropped["too_long"] += 1
                     continue
                 encoded.append(enc)
                 margins.append(float(pair.margin or 0.0))
-            if encoded:
-                micro_batches.append((self.collate(encoded, self.encoder.pad_id), torch.tensor(margins)))
-        return micro_batches, too_long
+            slots.append(
+                (self.collate(encoded, self.encoder.pad_id), torch.tensor(margins)) if encoded else None
+            )
+        return slots, dropped
 
 
 def lr_lambda(total: int, warmup: int, schedule: str, min_ratio: float):
@@ -104,33 +133,18 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def evaluate(model, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) -> dict:
-    model.eval()
-    if cfg.max_eval_pairs:
-        pairs = [pairs[i] for i in range(min(cfg.max_eval_pairs, len(pairs)))]
-    chosen, rejected = score_pairs(
-        model, encoder, pairs, max_rows=cfg.eval_batch_size, autocast_dtype=autocast_dtype
-    )
-    model.train()
-    return pair_stats(chosen, rejected)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str):
+def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str, lazy: bool = False):
+    """Training data is opened lazily (offsets only; the same sequence on any number of ranks); validation data is
+    small and loaded whole."""
     from basereward.data.io import LoadStats
     from basereward.data.store import open_pairs
 
     if not path:
         return [], None
     stats = LoadStats()
-    pairs = open_pairs(path, on_error=on_error, stats=stats)
+    pairs = open_pairs(path, on_error=on_error, stats=stats, lazy=lazy)
     if drop_ties:
-        # shard folders filter by scanning one column and stay memory-mapped; JSONL is already in a list
+        # shard folders and indexed JSONL filter by a scan and stay on disk; a loaded JSONL is already a list
         pairs = (
             pairs.drop_ties() if hasattr(pairs, "drop_ties") else [p for p in pairs if not p.meta.get("tie")]
         )
@@ -139,35 +153,77 @@ def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str):
     return pairs, stats
 
 
-def main(cfg: TrainConfig) -> dict:
-    t_start = time.time()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype, info) -> dict:
+    """Validation pairs split across ranks (every rank runs the same number of forwards), gathered on rank 0;
+    the stats are returned on every rank."""
+    runner = inner(engine)  # DDP: the plain module (no collectives); FSDP: the sharded root itself
+    runner.eval()
+    n = min(cfg.max_eval_pairs or len(pairs), len(pairs))
+    mine = [pairs[i] for i in distributed.shard_indices(n, info.rank, info.world_size)]
+    chosen, rejected = score_pairs(
+        runner, encoder, mine, max_rows=cfg.eval_batch_size, autocast_dtype=autocast_dtype
+    )
+    runner.train()
+    rewards = distributed.gather_in_order(list(zip(chosen, rejected)), n)
+    stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if info.is_main else None
+    return distributed.broadcast_object(stats)
 
-    # --- data
-    train_pairs, train_stats = load_pairs(cfg.data.train, cfg.data.on_error, cfg.data.drop_ties, "training")
+
+@dataclass
+class Run:
+    """Everything `setup` builds for the loop."""
+
+    cfg: TrainConfig
+    info: distributed.DistInfo
+    out: Path
+    model: RewardModel  # the reward model (sharded in place under FSDP); optimizer and checkpoints take it
+    engine: torch.nn.Module  # what forward/backward run through: the model, or its DDP wrapper
+    processor: object
+    encoder: Encoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps: StepBatches
+    val_pairs: object
+    train_stats: object
+    total_steps: int
+    start_step: int
+    autocast_dtype: torch.dtype | None
+    filler: Batch | None  # a minimal pair run with zero weight when a rank's micro-batch slot is empty
+    t_start: float
+
+
+def setup(cfg: TrainConfig) -> Run:
+    t_start = time.time()
+    info = distributed.init(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
+    accum = cfg.grad_accum(info.world_size)  # refuses a global batch that does not divide
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    torch.manual_seed(cfg.seed)
+
+    # --- data: every rank indexes the same sequence and later reads only its own share of each step
+    train_pairs, train_stats = load_pairs(
+        cfg.data.train, cfg.data.on_error, cfg.data.drop_ties, "training", lazy=True
+    )
     val_pairs, _ = load_pairs(cfg.data.validation, cfg.data.on_error, cfg.data.drop_ties, "validation")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_size))
 
-    # --- model (from a checkpoint when resuming, else a new head on the pretrained backbone)
-    resume_dir = find_resume(out, cfg.resume)
-    if resume_dir is not None:
-        model, processor = load_reward_model(resume_dir, attn_implementation=cfg.model.attn_implementation)
-        model.train()
-    else:
-        from basereward.model.processor import load_processor
+    # --- model: a new head on the pretrained backbone (a resumed run loads its weights below); same init on every
+    # rank because every random draw is seeded
+    from basereward.model.processor import load_processor, set_pixel_bounds
 
-        model = RewardModel.from_backbone(cfg.model.backbone, cfg.model.head, seed=cfg.seed,
-                                          attn_implementation=cfg.model.attn_implementation)  # fmt: skip
-        processor = load_processor(cfg.model.backbone, model.model_type)
+    model = RewardModel.from_backbone(cfg.model.backbone, cfg.model.head, seed=cfg.seed,
+                                      attn_implementation=cfg.model.attn_implementation)  # fmt: skip
+    processor = load_processor(cfg.model.backbone, model.model_type)
     if cfg.model.max_pixels or cfg.model.min_pixels:
-        from basereward.model.processor import set_pixel_bounds
-
         set_pixel_bounds(processor, cfg.model.max_pixels, cfg.model.min_pixels)
     encoder = Encoder(processor, model.model_type, model.pool_token)
+    if cfg.lora.rank:
+        from basereward.model.lora import apply_lora
+
+        torch.manual_seed(cfg.seed)  # adapter init identical on every rank and to a one-process run
+        apply_lora(model, cfg.lora)
     vision, aligner = vision_modules(model.backbone)
     if cfg.freeze_vision and vision is not None:
         for name, p in vision.named_parameters():
@@ -178,10 +234,17 @@ def main(cfg: TrainConfig) -> dict:
         model.backbone.activation_checkpointing_enable({"use_reentrant": False})
     if cfg.precision == "bf16-pure":
         model.backbone.to(torch.bfloat16)
-    model.to(device).train()
-    autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+    fsdp = info.enabled and cfg.distributed.strategy == "fsdp"
+    if not (fsdp and info.device.type == "cuda"):  # fully_shard moves each unit to the GPU as it shards it
+        model.to(info.device)
+    model.train()
+    engine = wrap(model, info, strategy=cfg.distributed.strategy, precision=cfg.precision,
+                  cpu_offload=cfg.distributed.cpu_offload,
+                  reshard_after_forward=cfg.distributed.reshard_after_forward)  # fmt: skip
+    # FSDP casts to bf16 itself (param_dtype); elsewhere bf16 is autocast over fp32 master weights
+    autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" and not fsdp else None
 
-    # --- optimizer, schedule
+    # --- optimizer, schedule, resume
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)  # fmt: skip
     warmup = (
@@ -193,106 +256,179 @@ def main(cfg: TrainConfig) -> dict:
         optimizer, lr_lambda(total_steps, max(1, warmup), cfg.optim.schedule, cfg.optim.min_lr_ratio)
     )
     start_step = 0
+    resume_dir = distributed.broadcast_object(find_resume(out, cfg.resume) if info.is_main else None)
     if resume_dir is not None:
-        state = load_trainer_state(resume_dir)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        state = load_checkpoint(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)
         start_step = int(state["step"])
-        print(f"resumed from {resume_dir} at step {start_step}", flush=True)
+        if info.is_main:
+            print(f"resumed from {resume_dir} at step {start_step} (written by {state.get('world_size', 1)} "
+                  f"process(es), now {info.world_size})", flush=True)  # fmt: skip
 
-    # --- loop
     steps = StepBatches(train_pairs, encoder, cfg.batch_size, cfg.micro_batch_size, cfg.seed, cfg.data.max_length,
-                        total_steps, cfg.layout)  # fmt: skip
+                        total_steps, cfg.layout, rank=info.rank, world_size=info.world_size,
+                        on_error=cfg.data.on_error)  # fmt: skip
+    assert len(steps.indices(0)) == accum * cfg.micro_batch_size
+    filler = None
+    if info.enabled:
+        tiny = encoder.encode(Sample([{"role": "user", "content": "."}], [".", "."]))
+        filler = COLLATORS[cfg.layout]([tiny], encoder.pad_id)
+    return Run(cfg, info, out, model, engine, processor, encoder, optimizer, scheduler, steps, val_pairs,
+               train_stats, total_steps, start_step, autocast_dtype, filler, t_start)  # fmt: skip
+
+
+def train_step(run: Run, slots: list) -> dict:
+    """One optimizer step over this rank's micro-batch slots. Each micro-batch's loss is weighted by its share of
+    the pairs used in the whole step (summed over ranks), so the gradient is that of the mean over those pairs."""
+    cfg, info, engine = run.cfg, run.info, run.engine
+    n_local = sum(len(s[1]) for s in slots if s is not None)
+    n_total = distributed.all_sum(n_local, info.device)
+    run.optimizer.zero_grad(set_to_none=True)
+    sums = torch.zeros(4, dtype=torch.float64)  # loss * n, correct, margin * n, n
+    parts: dict = {}
+    if n_total:
+        for k, slot in enumerate(slots):
+            sync = k == len(slots) - 1 or not hasattr(
+                engine, "no_sync"
+            )  # DDP reduces once, after the last slot
+            with contextlib.nullcontext() if sync else engine.no_sync():
+                if slot is None:
+                    if run.filler is not None:  # keep this rank's collectives in step with the others
+                        (engine(run.filler.to(info.device)).sum() * 0.0).backward()
+                    continue
+                mb, margins = slot
+                mb = mb.to(info.device)
+                with torch.autocast(info.device.type, dtype=run.autocast_dtype or torch.float32,
+                                    enabled=run.autocast_dtype is not None):  # fmt: skip
+                    rewards = engine(mb)
+                r_c, r_r = rewards[0::2], rewards[1::2]
+                lengths = mb.response_lengths if cfg.loss.length_norm else None
+                loss, parts = pair_loss(r_c, r_r, margin=margins.to(info.device) if cfg.loss.use_margin else None,
+                                        center_coef=cfg.loss.center_coef,
+                                        len_chosen=lengths[0::2] if lengths is not None else None,
+                                        len_rejected=lengths[1::2] if lengths is not None else None)  # fmt: skip
+                # ranks' gradients are averaged by DDP/FSDP: x world size turns that average into the sum
+                (loss * (len(r_c) * info.world_size / n_total)).backward()
+                c, r = r_c.detach().float().cpu(), r_r.detach().float().cpu()
+                sums += torch.tensor([float(pair_loss(c, r)[0]) * len(c), float((c > r).sum()),
+                                      float((c - r).sum()), len(c)], dtype=torch.float64)  # fmt: skip
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            run.model.parameters(), cfg.optim.grad_clip or float("inf")
+        )
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        run.optimizer.step()
+    else:
+        grad_norm = float("nan")  # every pair of this step was dropped on every rank: no update
+    run.scheduler.step()
+    if info.enabled:
+        sums_dev = sums.to(info.device)
+        torch.distributed.all_reduce(sums_dev)
+        sums = sums_dev.cpu()
+    return {"sums": sums, "grad_norm": grad_norm, "parts": parts}
+
+
+def loop(run: Run) -> tuple[int, dict, dict]:
+    cfg, info = run.cfg, run.info
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(steps, range(start_step, total_steps)), batch_size=None,
+        torch.utils.data.Subset(run.steps, range(run.start_step, run.total_steps)), batch_size=None,
         num_workers=cfg.num_workers, persistent_workers=False,
     )  # fmt: skip
-    logger = MetricsLogger(out, cfg.tensorboard)
+    logger = MetricsLogger(run.out, cfg.tensorboard) if info.is_main else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(
-        total=total_steps,
-        initial=start_step,
-        desc="train",
-        unit="step",
-        disable=not cfg.progress,
-        mininterval=1.0,
-    )
-    skipped_too_long, window, step, last_eval = 0, [], start_step, {}
-    t_loop = time.time()
-    for step, (micro_batches, too_long) in enumerate(loader, start=start_step + 1):
-        skipped_too_long += too_long
-        optimizer.zero_grad(set_to_none=True)
-        step_r_c, step_r_r, parts = [], [], {}
-        for mb, margins in micro_batches:
-            mb = mb.to(device)
-            with torch.autocast(
-                device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-            ):
-                rewards = model(mb)
-            r_c, r_r = rewards[0::2], rewards[1::2]
-            margin = margins.to(device) if cfg.loss.use_margin else None
-            lengths = mb.response_lengths if cfg.loss.length_norm else None
-            loss, parts = pair_loss(r_c, r_r, margin=margin, center_coef=cfg.loss.center_coef,
-                                    len_chosen=lengths[0::2] if lengths is not None else None,
-                                    len_rejected=lengths[1::2] if lengths is not None else None)  # fmt: skip
-            (loss * (len(r_c) / cfg.batch_size)).backward()
-            step_r_c.append(r_c.detach().float().cpu())
-            step_r_r.append(r_r.detach().float().cpu())
-        grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        )
-        optimizer.step()
-        scheduler.step()
+    bar = tqdm(total=run.total_steps, initial=run.start_step, desc="train", unit="step",
+               disable=not (cfg.progress and info.is_main), mininterval=1.0)  # fmt: skip
+    dropped = {"too_long": 0, "bad_record": 0, "tie": 0}
+    window, step, last_eval, t_loop = torch.zeros(4, dtype=torch.float64), run.start_step, {}, time.time()
+    for step, (slots, drops) in enumerate(loader, start=run.start_step + 1):
+        _fault_point(step, info.rank)
+        seed_step(cfg.seed, step, info.rank)
+        for k, v in drops.items():
+            dropped[k] += int(distributed.all_sum(v, info.device)) if info.enabled else v
+        res = train_step(run, slots)
+        window += res["sums"]
         bar.update(1)
-        if step_r_c:
-            c, r = torch.cat(step_r_c), torch.cat(step_r_r)
-            window.append(
-                (float(pair_loss(c, r)[0]), float((c > r).float().mean()), float((c - r).mean()), len(c))
-            )
-
-        if step % cfg.log_every == 0 or step == total_steps:
-            n = sum(w[3] for w in window) or 1
-            rec = {"step": step, "loss": sum(w[0] * w[3] for w in window) / n,
-                   "accuracy": sum(w[1] * w[3] for w in window) / n, "margin": sum(w[2] * w[3] for w in window) / n,
-                   "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                   "pairs_per_s": n / max(1e-9, time.time() - t_loop), "skipped_too_long": skipped_too_long,
-                   "elapsed_s": time.time() - t_start, **parts}  # fmt: skip
+        if (step % cfg.log_every == 0 or step == run.total_steps) and logger is not None:
+            n = float(window[3]) or 1.0
+            rec = {"step": step, "loss": float(window[0]) / n, "accuracy": float(window[1]) / n,
+                   "margin": float(window[2]) / n, "lr": run.scheduler.get_last_lr()[0], "grad_norm": res["grad_norm"],
+                   "pairs_per_s": float(window[3]) / max(1e-9, time.time() - t_loop),
+                   "skipped_too_long": dropped["too_long"], "skipped_bad_records": dropped["bad_record"],
+                   "elapsed_s": time.time() - run.t_start, **res["parts"]}  # fmt: skip
             logger.log("train", rec)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['accuracy']:.2f}")
-            window, t_loop = [], time.time()
-        if val_pairs and cfg.eval_every and step % cfg.eval_every == 0 and step != total_steps:
-            last_eval = evaluate(model, encoder, val_pairs, cfg, autocast_dtype)
-            logger.log("eval", {"step": step, **last_eval})
-        if cfg.save_every and step % cfg.save_every == 0 and step != total_steps:
-            save_checkpoint(out / "checkpoints" / f"step-{step:06d}", model=model, processor=processor,
-                            optimizer=optimizer, scheduler=scheduler, step=step, info={"eval": last_eval})  # fmt: skip
-            prune_checkpoints(out, cfg.keep_checkpoints)
+        if step % cfg.log_every == 0 or step == run.total_steps:
+            window, t_loop = torch.zeros(4, dtype=torch.float64), time.time()
+        if run.val_pairs and cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
+            last_eval = evaluate(run.engine, run.encoder, run.val_pairs, cfg, run.autocast_dtype, info)
+            if logger is not None:
+                logger.log("eval", {"step": step, **last_eval})
+        if cfg.save_every and step % cfg.save_every == 0 and step != run.total_steps:
+            save_checkpoint(run.out / "checkpoints" / f"step-{step:06d}", model=run.model, optimizer=run.optimizer,
+                            scheduler=run.scheduler, step=step,
+                            info={"eval": last_eval, "pairs_seen": step * cfg.batch_size, "seed": cfg.seed,
+                                  "strategy": cfg.distributed.strategy if info.enabled else "single"})  # fmt: skip
+            prune_checkpoints(run.out, cfg.keep_checkpoints)
     bar.close()
-    train_seconds = time.time() - t_start
+    if logger is not None:
+        logger.close()
+    return step, last_eval, dropped
 
-    # --- final evaluation, reward calibration on the validation split, final model
-    if val_pairs:
-        last_eval = evaluate(model, encoder, val_pairs, cfg, autocast_dtype)
-        logger.log("eval", {"step": step, **last_eval})
-        model.reward_stats = {"mean": last_eval["reward_mean"], "std": last_eval["reward_std"],
-                              "n": 2 * last_eval["n"], "split": "validation"}  # fmt: skip
-    final_dir = model.save(out / "final", processor)
-    logger.close()
+
+def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
+    """Final evaluation, reward calibration on the validation split, and the final model, written once as the
+    usual single-directory checkpoint (gathered from the shards under FSDP)."""
+    cfg, info = run.cfg, run.info
+    train_seconds = time.time() - run.t_start
+    if run.val_pairs:
+        last_eval = evaluate(run.engine, run.encoder, run.val_pairs, cfg, run.autocast_dtype, info)
+        if info.is_main:
+            with MetricsLogger(run.out, False) as logger:
+                logger.log("eval", {"step": step, **last_eval})
+        run.model.reward_stats = {"mean": last_eval["reward_mean"], "std": last_eval["reward_std"],
+                                  "n": 2 * last_eval["n"], "split": "validation"}  # fmt: skip
+    state = full_state_dict(run.model, info)  # collective under FSDP
+    final_dir = run.out / "final"
+    if info.is_main:
+        run.model.save(final_dir, run.processor, **({"state_dict": state} if state is not None else {}))
+    distributed.barrier()
+    if not info.is_main:
+        return None
     return {
         "model_dir": str(final_dir),
         "steps": step,
-        "train_pairs": len(train_pairs),
+        "train_pairs": len(run.steps.pairs),
         "train_seconds": train_seconds,
-        "skipped_records": train_stats.n_skipped if train_stats else 0,
-        "skipped_too_long": skipped_too_long,
+        "world_size": info.world_size,
+        "strategy": cfg.distributed.strategy if info.enabled else "single",
+        "skipped_records": (run.train_stats.n_skipped if run.train_stats else 0) + dropped["bad_record"],
+        "skipped_too_long": dropped["too_long"],
         "validation": last_eval,
     }
 
 
+def main(cfg: TrainConfig) -> dict | None:
+    """Train; the result dict on rank 0, None on the other ranks."""
+    run = setup(cfg)
+    step, last_eval, dropped = loop(run)
+    return finish(run, step, last_eval, dropped)
+
+
+def _fault_point(step: int, rank: int) -> None:
+    """Test hook: BASEREWARD_FAULT="kill@RANK:STEP" (SIGKILL) or "hang@RANK:STEP" (sleep) on that rank and step, to
+    show that a dead or stuck rank ends the whole job (tests/test_distributed_train.py)."""
+    spec = os.environ.get("BASEREWARD_FAULT")
+    if not spec:
+        return
+    kind, where = spec.split("@")
+    r, s = (int(x) for x in where.split(":"))
+    if (r, s) == (rank, step):
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(3600)
+
+
 class MetricsLogger:
-    """metrics.jsonl (one object per line, with a "split" key) and TensorBoard scalars."""
+    """metrics.jsonl (one object per line, with a "split" key) and TensorBoard scalars. Rank 0 only."""
 
     def __init__(self, out: Path, tensorboard: bool):
         self.file = (out / "metrics.jsonl").open("a", encoding="utf-8")
@@ -301,6 +437,12 @@ class MetricsLogger:
             from tensorboardX import SummaryWriter
 
             self.tb = SummaryWriter(str(out / "tb"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def log(self, split: str, rec: dict) -> None:
         self.file.write(json.dumps({"split": split, **rec}) + "\n")
@@ -318,8 +460,31 @@ class MetricsLogger:
 
 def add_args(p) -> None:
     p.add_argument("--config", help="YAML config (see configs/)")
+    p.add_argument("--nproc", type=int, default=0,
+                   help="start this many processes on this machine with torchrun (one per GPU; gloo on CPU)")  # fmt: skip
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections: optim.lr=1e-5")
 
 
-def run(args) -> dict:
-    return main(load_config(args.config, args.overrides))
+def launch(nproc: int, argv: list[str]) -> int:
+    """`torchrun --standalone --nproc_per_node N -m basereward train ARGV` in this terminal; its exit code."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if not torch.cuda.is_available():  # CPU ranks share the cores instead of each taking all of them
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "basereward", "train", *argv]  # fmt: skip
+    return subprocess.call(cmd, env=env)
+
+
+def run(args) -> dict | None:
+    cfg = load_config(args.config, args.overrides)  # errors here, before any process starts
+    if args.nproc > 1 and not distributed.launched_by_torchrun():
+        cfg.grad_accum(args.nproc)
+        argv = (["--config", args.config] if args.config else []) + list(args.overrides)
+        rc = launch(args.nproc, argv)
+        if rc:
+            raise SystemExit(rc)
+        return None  # rank 0 of the child job printed the result line
+    return main(cfg)

@@ -11,6 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "basereward"
 LAYERS = {
     "basereward.types": 0,
     "basereward.config": 0,
+    "basereward.distributed": 0,  # process group and collectives: torch only
     "basereward.data": 1,
     "basereward.losses": 1,
     "basereward.model.head": 1,
@@ -23,6 +24,7 @@ LAYERS = {
     "basereward.model.processor": 2,
     "basereward.model": 3,
     "basereward.checkpoint": 3,
+    "basereward.sharding": 3,  # DDP / FSDP2 wrapping of a reward model
     "basereward.tiny": 3,
     "basereward.scoring": 4,
     "basereward.eval": 5,
@@ -35,10 +37,11 @@ LEAVES = {
     "basereward.cli", "basereward.train", "basereward.demo", "basereward.score_cli", "basereward.eval.evaluate",
     "basereward.data.convert", "basereward.data.mixture", "basereward.data.split", "basereward.data.decontam",
     "basereward.serve.cli", "basereward.rl.grpo",
+    "basereward.export", "basereward.plan", "basereward.__main__",
 }  # fmt: skip
 # The verb table, the demo (init-tiny -> synth -> train -> eval) and `data build` (which converts each raw source
 # with `data convert`) compose other entry points.
-LEAF_IMPORTERS = {"basereward.cli", "basereward.demo", "basereward.data.mixture"}
+LEAF_IMPORTERS = {"basereward.cli", "basereward.__main__", "basereward.demo", "basereward.data.mixture"}
 # Deliberate exceptions, each with its reason.
 ALLOWED = {
     # decontamination reads the benchmarks through the evaluation loaders (one loader per benchmark, not two)

@@ -72,8 +72,7 @@ def iter_pairs(
             try:
                 pair = parse_record(line, where=where, base_dir=path.parent)
                 if check_images:
-                    for img in pair.images:
-                        _verify_image(img)
+                    verify_images(pair)
             except DataError as e:
                 if on_error == "fail":
                     raise
@@ -208,6 +207,11 @@ def _parse_video(value, where: str, base_dir: Path, i: int) -> VideoRef:
     if not p.is_dir():
         raise DataError(f"{loc}: missing frames folder {p}")
     return VideoRef(frames_dir=str(p), where=loc)
+
+
+def verify_images(pair: PreferencePair) -> None:
+    for img in pair.images:
+        _verify_image(img)
 
 
 def _verify_image(img: ImageRef) -> None:

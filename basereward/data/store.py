@@ -2,6 +2,10 @@
 
 `open_pairs(path)` returns a random-access sequence of `PreferencePair` (len + integer indexing):
 - a pair JSONL file (`basereward.data.io`), loaded and validated up front;
+- with `lazy=True`, a JSONL file is indexed instead (`JsonlPairs`): one pass validates every record (file:line errors
+  or counted skips, as for a full load) and keeps only each record's byte offset; a record is parsed again when it
+  is read. That is how training opens JSONL: every rank of a multi-process run reads only its own records, and the
+  sequence is the same whatever the number of ranks;
 - a shard folder written by `basereward data convert/build/split/decontam` (`basereward.data.shard_reader`):
   Arrow files are memory-mapped and Parquet row groups read on demand, so the set is never loaded whole;
   images come back as bytes or as paths resolved against the folder. A JSONL-format folder opens its
@@ -11,24 +15,28 @@
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
-from basereward.data.io import LoadStats, read_pairs
+from basereward.data.io import LoadStats, parse_record, read_pairs, verify_images
 from basereward.data.shard_reader import ShardedPairs, is_shard_dir
 from basereward.data.shards import MANIFEST
 from basereward.types import DataError, PreferencePair
 
 
 def open_pairs(
-    path: str | Path, *, on_error: str = "fail", stats: LoadStats | None = None
+    path: str | Path, *, on_error: str = "fail", stats: LoadStats | None = None, lazy: bool = False
 ) -> Sequence[PreferencePair]:
     path = Path(path)
-    if path.is_file():
-        return read_pairs(path, on_error=on_error, stats=stats)
+    jsonl = path if path.is_file() else None
     if path.is_dir() and (path / MANIFEST).is_file():
         if json.loads((path / MANIFEST).read_text()).get("format") == "jsonl":
-            return read_pairs(path / "pairs.jsonl", on_error=on_error, stats=stats)
+            jsonl = path / "pairs.jsonl"
+    if jsonl is not None:
+        if lazy:
+            return JsonlPairs(jsonl, on_error=on_error, stats=stats)
+        return read_pairs(jsonl, on_error=on_error, stats=stats)
     if is_shard_dir(path):
         # rows were validated when the folder was written; nothing is skipped here
         pairs = ShardedPairs(path)
@@ -37,3 +45,67 @@ def open_pairs(
             stats.kept += len(pairs)
         return pairs
     raise DataError(f"{path}: not a pair JSONL file or a pair shard folder")
+
+
+class JsonlPairs(Sequence):
+    """A pair JSONL file as a random-access sequence that holds only byte offsets (8 bytes a record).
+
+    Construction validates every record as `read_pairs` does, except image contents: those are checked when the
+    record is read (`__getitem__` raises `DataError` naming `file:line`), so that indexing a file of millions of
+    pairs does not open millions of images. `drop_ties()` filters pairs marked `meta.tie` in the same way."""
+
+    def __init__(self, path: str | Path, *, on_error: str = "fail", stats: LoadStats | None = None,
+                 _offsets: array | None = None, _lines: array | None = None):  # fmt: skip
+        self.path = Path(path)
+        if _offsets is not None:
+            self.offsets, self.lines = _offsets, _lines
+            return
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: pair file not found")
+        stats = stats if stats is not None else LoadStats()
+        self.offsets, self.lines, self._ties = array("q"), array("q"), array("b")
+        with self.path.open("rb") as f:
+            offset, lineno = 0, 0
+            for raw in f:
+                lineno += 1
+                start, offset = offset, offset + len(raw)
+                if not raw.strip():
+                    continue
+                stats.lines += 1
+                where = f"{self.path}:{lineno}"
+                try:
+                    pair = parse_record(_decode(raw, where), where=where, base_dir=self.path.parent)
+                except DataError as e:
+                    if on_error == "fail":
+                        raise
+                    stats.skip(e)
+                    continue
+                stats.kept += 1
+                self.offsets.append(start)
+                self.lines.append(lineno)
+                self._ties.append(1 if pair.meta.get("tie") else 0)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> PreferencePair:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        where = f"{self.path}:{self.lines[i]}"
+        with self.path.open("rb") as f:
+            f.seek(self.offsets[i])
+            pair = parse_record(_decode(f.readline(), where), where=where, base_dir=self.path.parent)
+        verify_images(pair)
+        return pair
+
+    def drop_ties(self) -> JsonlPairs:
+        keep = [i for i, t in enumerate(self._ties) if not t]
+        return JsonlPairs(self.path, _offsets=array("q", (self.offsets[i] for i in keep)),
+                          _lines=array("q", (self.lines[i] for i in keep)))  # fmt: skip
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: invalid UTF-8 at byte {e.start}") from e
