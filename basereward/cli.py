@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("basereward.train", "train a reward model: --config FILE [key=value ...]"),
     "score": ("basereward.score_cli", "score pair JSONL with a trained model"),
+    "export": (
+        "basereward.export",
+        "merge LoRA adapters into a plain checkpoint; --format hf for stock transformers",
+    ),
+    "plan": ("basereward.plan", "memory per GPU for a training run (from a config.json alone): does it fit?"),
     "serve": ("basereward.serve.cli", "serve a reward model over HTTP to RL frameworks (OpenRLHF, verl...)"),
     "grpo": ("basereward.rl.grpo", "GRPO demo: TRL GRPOTrainer, tiny VL policy, hybrid BaseReward reward"),
     "eval": (
@@ -47,6 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench score": ("basereward.bench.score_bench", "benchmark GRPO group scoring: naive vs prefix-shared"),
     "bench all": ("basereward.bench.all_bench", "bench train + bench score, one JSON line"),
+    "bench scale": (
+        "basereward.bench.scale_bench",
+        "training pairs/s at 1 and N processes, scaling efficiency",
+    ),
 }
 
 
@@ -94,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:  # bad input or a missing path: one line naming it, no traceback
         print(f"basereward {verb}: error: {e}", file=sys.stderr)
         return 1
+    if "torch" in sys.modules and sys.modules["torch"].distributed.is_initialized():
+        # a verb run under torchrun joined a process group: leave it together (barrier + destroy), or gloo aborts
+        from basereward.distributed import shutdown
+
+        shutdown()
     if result is not None:
         sys.stdout.flush()
         print(json.dumps(result, default=str))

@@ -1,10 +1,13 @@
 """`basereward score`: rewards for every pair of a pair JSONL file (or built dataset), through the scoring path.
 
     basereward score --model runs/demo/train/final --input pairs.jsonl --output scores.jsonl
+    torchrun --nproc_per_node 8 -m basereward score --model runs/demo/train/final --input pairs.jsonl
 
 Each output line: {"id", "reward_chosen", "reward_rejected", "normalized_chosen", "normalized_rejected",
 "correct"}; `normalized` uses the checkpoint's validation mean/std. The output is written to a temporary file and
-renamed at the end, so an interrupted run never leaves a partial file behind as if complete.
+renamed at the end, so an interrupted run never leaves a partial file behind as if complete. Under torchrun each
+rank scores its share of the pairs (eval/distributed_scoring.py) and rank 0 writes the same file one process
+writes.
 """
 
 from __future__ import annotations
@@ -24,15 +27,23 @@ def add_args(p) -> None:
     )
 
 
-def run(args) -> dict:
+def run(args) -> dict | None:
     from basereward.data.io import LoadStats
     from basereward.data.store import open_pairs
+    from basereward.eval.distributed_scoring import join, score_sharded
     from basereward.scoring import load_scorer, pair_stats
 
     stats = LoadStats()
+    # every rank reads and checks the input alike, before joining the process group: bad input fails them all
     pairs = open_pairs(args.input, on_error=args.on_error, stats=stats)
-    scorer = load_scorer(args.model, device=args.device, batch_size=args.batch_size)
-    rewards = scorer([p.as_sample() for p in pairs])
+    ranks = join(args.device or "auto")
+    scorer = load_scorer(args.model, device=str(ranks.device), batch_size=args.batch_size, progress=False)
+    # units of batch_size pairs: two forwards of batch_size sequences each
+    rewards, seconds = score_sharded(
+        pairs, lambda batch: scorer([p.as_sample() for p in batch]), args.batch_size, desc="scoring"
+    )
+    if rewards is None:
+        return None  # rank > 0: its rewards are with rank 0, which writes the file
     out = Path(args.output) if args.output else Path(args.input).with_suffix(".scores.jsonl")
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
@@ -42,4 +53,5 @@ def run(args) -> dict:
             f.write(json.dumps(rec) + "\n")
     tmp.replace(out)
     summary = pair_stats([c for c, _ in rewards], [r for _, r in rewards])
-    return {"output": str(out), "skipped": stats.n_skipped, **summary}
+    timing = {"pairs_per_s": len(pairs) / seconds if seconds > 0 else None, "world_size": ranks.world_size}
+    return {"output": str(out), "skipped": stats.n_skipped, **summary, **timing}

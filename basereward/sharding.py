@@ -76,6 +76,15 @@ def wrap(model: nn.Module, info: DistInfo, *, strategy: str, precision: str, cpu
 
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \
         else MixedPrecisionPolicy()  # fmt: skip
+    if (
+        cpu_offload and info.device.type != "cuda"
+    ):  # FSDP's offload moves state to the CPU from an accelerator
+        cpu_offload = False
+        if info.is_main:
+            print(
+                "distributed.cpu_offload: ignored on CPU (the sharded state is in CPU memory already)",
+                flush=True,
+            )
     kw = dict(offload_policy=CPUOffloadPolicy() if cpu_offload else OffloadPolicy(),
               reshard_after_forward=reshard_after_forward)  # fmt: skip
     for unit in vision_blocks(model.backbone) + decoder_layers(model.backbone):

@@ -6,17 +6,19 @@
 load pairs -> score every pair's two responses independently (tqdm on stderr) -> official metrics (+ the length
 baseline beside a model) -> report in --out -> the last stdout line is one JSON object: the headline numbers
 (percent, unrounded) and counts. With `--scorer length` no image is read.
+
+    torchrun --nproc_per_node 8 -m basereward eval --benchmark vl-rewardbench --data VL-RewardBench/ --model runs/rm
+
+splits the pairs across the processes (eval/distributed_scoring.py); rank 0 writes the same report one process
+writes, and prints the one JSON line.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-
-from tqdm import tqdm
 
 from basereward.eval.benchmarks import BENCHMARKS, data_files, load_benchmark
 from basereward.eval.benchmarks.common import sha256_file
@@ -65,21 +67,12 @@ def length_scorer(samples: list[Sample]) -> list[list[float]]:
     return [[float(len(r)) for r in s.responses] for s in samples]
 
 
-def score_pairs(pairs: list[PreferencePair], scorer: Scorer, batch_size: int, desc: str) -> tuple[list, list]:
-    """Rewards of the preferred and the rejected response of every pair (each response scored on its own)."""
-    pref, rej = [], []
-    with tqdm(total=len(pairs), desc=desc, unit="pair", file=sys.stderr, mininterval=0.5) as bar:
-        for start in range(0, len(pairs), batch_size):
-            batch = pairs[start : start + batch_size]
-            rewards = scorer([p.as_sample() for p in batch])
-            if len(rewards) != len(batch) or any(len(r) != 2 for r in rewards):
-                raise RuntimeError(
-                    f"scorer returned {len(rewards)} reward lists for {len(batch)} pairs (2 each)"
-                )
-            pref += [float(r[0]) for r in rewards]
-            rej += [float(r[1]) for r in rewards]
-            bar.update(len(batch))
-    return pref, rej
+def score_batch(pairs: list[PreferencePair], scorer: Scorer) -> list[tuple[float, float]]:
+    """(preferred, rejected) rewards of each pair (each response scored on its own)."""
+    rewards = scorer([p.as_sample() for p in pairs])
+    if len(rewards) != len(pairs) or any(len(r) != 2 for r in rewards):
+        raise RuntimeError(f"scorer returned {len(rewards)} reward lists for {len(pairs)} pairs (2 each)")
+    return [(float(r[0]), float(r[1])) for r in rewards]
 
 
 def check_media(pairs: list[PreferencePair]) -> None:
@@ -104,7 +97,7 @@ def check_media(pairs: list[PreferencePair]) -> None:
         raise DataError(f"{missing[0]}{more}; pass --images with the folder that holds the benchmark's media")
 
 
-def run(args) -> dict:
+def run(args) -> dict | None:
     # 1. data (loader warnings are shown and kept in the report)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -118,20 +111,29 @@ def run(args) -> dict:
         raise DataError(f"{args.data}: no pairs to evaluate")
     files = data_files(args.benchmark, args.data)
 
-    # 2. scorer
+    # 2. scorer. Media are checked before the process group is joined, on every rank alike, so a bad input fails
+    # all ranks the same way with no collective pending. (Imported here: torch loads only once a verb runs.)
+    from basereward.eval.distributed_scoring import join, score_sharded
+
+    if args.model:
+        check_media(pairs)
+    ranks = join()
     if args.model:
         from basereward.scoring import load_scorer
 
-        check_media(pairs)
+        # join() made cuda:LOCAL_RANK the current device, which load_scorer's default "cuda" means.
         # progress=False: this loop shows one bar in pairs; a second, nested bar from the scorer would garble it
         scorer, label = load_scorer(args.model, progress=False), Path(args.model).name or str(args.model)
     else:
         scorer, label = length_scorer, "length (baseline)"
 
-    # 3. score
-    t0 = time.perf_counter()
-    pref, rej = score_pairs(pairs, scorer, args.batch_size, desc=f"{args.benchmark} [{label}]")
-    seconds = time.perf_counter() - t0
+    # 3. score: each rank its share of the batches; rank 0 gets every reward back in order, the others are done
+    rewards, seconds = score_sharded(
+        pairs, lambda batch: score_batch(batch, scorer), args.batch_size, desc=f"{args.benchmark} [{label}]"
+    )
+    if rewards is None:
+        return None
+    pref, rej = [c for c, _ in rewards], [r for _, r in rewards]
 
     # 4. metrics: the chosen map, the length baseline beside a model, and (VL-RB) every other map for comparison
     cmap = args.category_map
@@ -162,7 +164,11 @@ def run(args) -> dict:
         "images": args.images,
         "limit": args.limit,
         "category_map": map_note,
-        "timing": {"seconds": seconds, "pairs_per_s": len(pairs) / seconds if seconds > 0 else None},
+        "timing": {
+            "seconds": seconds,
+            "pairs_per_s": len(pairs) / seconds if seconds > 0 else None,
+            "world_size": ranks.world_size,
+        },
         "warnings": notes,
     }
     paths = {}
@@ -179,4 +185,5 @@ def run(args) -> dict:
     extra = {"benchmark": args.benchmark, "scorer": info["scorer"], "model": info["model"]}
     if args.benchmark == "vl-rewardbench":
         extra["category_map"] = cmap
-    return {**main.result.headline, **extra, "pairs_per_s": info["timing"]["pairs_per_s"], "report": args.out}
+    timing = {"pairs_per_s": info["timing"]["pairs_per_s"], "world_size": ranks.world_size}
+    return {**main.result.headline, **extra, **timing, "report": args.out}
