@@ -52,3 +52,19 @@ def test_overrides_and_errors():
         load_config(None, ["batch_size=big"])
     with pytest.raises(ValueError, match="multiple of micro_batch_size"):
         load_config(None, ["batch_size=10", "micro_batch_size=4"])
+
+
+def test_scale_out_recipes_divide_their_global_batch():
+    """The 7B recipe runs as FSDP on 8 GPUs (and 64 via SLURM), the LoRA variant on one GPU; the header commands name
+    what they launch."""
+    full = load_config(ROOT / "configs" / "basereward-qwen2.5-vl-7b.yaml")
+    assert full.distributed.strategy == "fsdp" and full.precision == "bf16"
+    assert full.grad_accum(8) == 8 and full.grad_accum(64) == 1
+    assert (
+        "torchrun --nproc_per_node 8 -m basereward train"
+        in (ROOT / "configs" / "basereward-qwen2.5-vl-7b.yaml").read_text()
+    )
+    lora = load_config(ROOT / "configs" / "basereward-qwen2.5-vl-7b-lora.yaml")
+    assert lora.lora.rank == 64 and lora.grad_accum(1) == 64 and lora.freeze_vision
+    sbatch = (ROOT / "configs" / "slurm-multinode.sbatch").read_text()
+    assert "--nnodes" in sbatch and "--rdzv_endpoint" in sbatch and "basereward-qwen2.5-vl-7b.yaml" in sbatch
