@@ -195,7 +195,7 @@ class Run:
 def setup(cfg: TrainConfig) -> Run:
     t_start = time.time()
     info = distributed.init(cfg.device, cfg.distributed.backend, cfg.distributed.timeout_s)
-    accum = cfg.grad_accum(info.world_size)  # refuses a global batch that does not divide
+    cfg.grad_accum(info.world_size)  # refuses a global batch that does not divide
     out = Path(cfg.output_dir)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,6 @@ def setup(cfg: TrainConfig) -> Run:
     steps = StepBatches(train_pairs, encoder, cfg.batch_size, cfg.micro_batch_size, cfg.seed, cfg.data.max_length,
                         total_steps, cfg.layout, rank=info.rank, world_size=info.world_size,
                         on_error=cfg.data.on_error)  # fmt: skip
-    assert len(steps.indices(0)) == accum * cfg.micro_batch_size
     filler = None
     if info.enabled:
         tiny = encoder.encode(Sample([{"role": "user", "content": "."}], [".", "."]))
@@ -276,12 +275,19 @@ def setup(cfg: TrainConfig) -> Run:
                train_stats, total_steps, start_step, autocast_dtype, filler, t_start)  # fmt: skip
 
 
-def train_step(run: Run, slots: list) -> dict:
+def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
     """One optimizer step over this rank's micro-batch slots. Each micro-batch's loss is weighted by its share of
-    the pairs used in the whole step (summed over ranks), so the gradient is that of the mean over those pairs."""
+    the pairs used in the whole step (summed over ranks), so the gradient is that of the mean over those pairs.
+    Returns the step's sums over all ranks and the pairs every rank dropped, by reason."""
     cfg, info, engine = run.cfg, run.info, run.engine
-    n_local = sum(len(s[1]) for s in slots if s is not None)
-    n_total = distributed.all_sum(n_local, info.device)
+    counts = torch.tensor(
+        [sum(len(s[1]) for s in slots if s is not None), *drops.values()], dtype=torch.float64
+    )
+    if info.enabled:  # one collective for the step's pair count and the drop counts
+        counts = counts.to(info.device)
+        torch.distributed.all_reduce(counts)
+        counts = counts.cpu()
+    n_total = int(counts[0])
     run.optimizer.zero_grad(set_to_none=True)
     sums = torch.zeros(4, dtype=torch.float64)  # loss * n, correct, margin * n, n
     parts: dict = {}
@@ -323,7 +329,8 @@ def train_step(run: Run, slots: list) -> dict:
         sums_dev = sums.to(info.device)
         torch.distributed.all_reduce(sums_dev)
         sums = sums_dev.cpu()
-    return {"sums": sums, "grad_norm": grad_norm, "parts": parts}
+    dropped = {k: int(v) for k, v in zip(drops, counts[1:].tolist())}
+    return {"sums": sums, "grad_norm": grad_norm, "parts": parts, "dropped": dropped}
 
 
 def loop(run: Run) -> tuple[int, dict, dict]:
@@ -342,9 +349,9 @@ def loop(run: Run) -> tuple[int, dict, dict]:
     for step, (slots, drops) in enumerate(loader, start=run.start_step + 1):
         _fault_point(step, info.rank)
         seed_step(cfg.seed, step, info.rank)
-        for k, v in drops.items():
-            dropped[k] += int(distributed.all_sum(v, info.device)) if info.enabled else v
-        res = train_step(run, slots)
+        res = train_step(run, slots, drops)
+        for k, v in res["dropped"].items():
+            dropped[k] += v
         window += res["sums"]
         bar.update(1)
         if (step % cfg.log_every == 0 or step == run.total_steps) and logger is not None:
