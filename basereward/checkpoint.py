@@ -2,7 +2,7 @@
 exactly, on the same or a different number of processes.
 
     output_dir/checkpoints/step-000200/
-        dcp/                  model + AdamW state, one file per writing rank plus DCP's `.metadata`; tensors are
+        dcp/                  trained weights + AdamW state (frozen weights come from the backbone again), one file per writing rank plus DCP's `.metadata`; tensors are
                               stored by parameter name and global shape, so any world size (and DDP <-> FSDP) can
                               read them back: DCP reshards on load
         trainer_state.json    step, scheduler state, data position, the world size and strategy that wrote it,
@@ -52,7 +52,7 @@ def save_checkpoint(ckpt_dir: Path, *, model, optimizer, scheduler, step: int, i
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     distributed.barrier()
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_options())
     with _quiet_single_process():
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR))
     distributed.barrier()
@@ -82,12 +82,23 @@ def load_checkpoint(ckpt_dir: Path, *, model, optimizer, scheduler) -> dict:
 
     ckpt_dir = Path(ckpt_dir)
     state = read_state(ckpt_dir)
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_options())
     with _quiet_single_process():
         dcp.load({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(ckpt_dir / DCP_DIR))
-    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
+    # strict=False: the frozen keys are absent on purpose; every trained key was requested from DCP above, and
+    # dcp.load fails on any it cannot find
+    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
+                   options=_options(strict=False))  # fmt: skip
     scheduler.load_state_dict(state["scheduler"])
     return state
+
+
+def _options(strict: bool = True):
+    """Frozen parameters (a LoRA run's base model, a frozen vision tower) are not saved: a resumed run rebuilds them
+    from the pretrained backbone, as the first run did. A LoRA step checkpoint of a 7B model is then megabytes."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(ignore_frozen_params=True, strict=strict)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,14 @@ The backbone runs without an LM head; the head reads the final hidden state at e
     tokenizer / processor files         everything `load_processor` needs
     basereward.json                     head config, pooling rule, reward mean/std, library versions
 
+A LoRA model (`basereward.model.lora`) writes an *adapter checkpoint* instead of the backbone files:
+
+    adapter.safetensors                 the adapters (lora_A/lora_B) + every backbone tensor trained in full
+    basereward.json                     ... + "adapter": base model path, rank, alpha, dropout, targets
+
+so a run's checkpoints do not each copy the frozen base. `load_reward_model` loads the base from the recorded path
+(or `base_model=`), injects and fills the adapters and merges them; `basereward export` writes a plain directory.
+
 Only safetensors and JSON are read back: nothing is unpickled.
 """
 
@@ -28,6 +36,7 @@ from basereward.model.head import RewardHead
 
 META_FILE = "basereward.json"
 HEAD_FILE = "head.safetensors"
+ADAPTER_FILE = "adapter.safetensors"
 FORMAT_VERSION = 1
 POOLING_RULE = (
     "final hidden state at the turn-closing token appended to each response (the last token of the row)"
@@ -44,6 +53,9 @@ class RewardModel(nn.Module):
         self.model_type = model_type
         self.pool_token = pool_token
         self.reward_stats: dict | None = None  # {"mean", "std", "n", "split"} measured after training
+        self.base_dir: str | None = None  # absolute path of the backbone directory the weights came from
+        self.lora: dict | None = None  # LoRA settings while adapters are attached (basereward.model.lora)
+        self.merged_lora: dict | None = None  # the settings of adapters already folded into the weights
 
     @classmethod
     def from_backbone(cls, model_dir: str | Path, head_cfg: HeadConfig = HeadConfig(), *, seed: int = 0,
@@ -54,7 +66,9 @@ class RewardModel(nn.Module):
         with gen:
             torch.manual_seed(seed)
             head = RewardHead(hidden_size(backbone), head_cfg)
-        return cls(backbone, head, model_type_of(model_dir))
+        model = cls(backbone, head, model_type_of(model_dir))
+        model.base_dir = str(Path(model_dir).resolve())  # an adapter checkpoint records it as its base
+        return model
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Rewards (N,) in fp32, one per response, in the batch's reward order."""
@@ -67,11 +81,19 @@ class RewardModel(nn.Module):
                     self.dtype_of_compute()).min)  # fmt: skip
         if getattr(self, "attention_adapter", None) is not None:  # GPU: basereward.model.gpu_attention.enable
             inputs = self.attention_adapter(batch, inputs)
+        keepalive = getattr(self, "vision_keepalive", None)  # set by basereward.sharding on several processes
+        if keepalive is not None and batch.pixel_values is None and batch.pixel_values_videos is None:
+            # an image-less forward still runs the vision tower, where an image forward runs it: right after the
+            # token embedding. The added term is exactly zero (see basereward/sharding.py)
+            embeds = self.backbone.get_input_embeddings()(inputs["input_ids"])
+            inputs["inputs_embeds"] = embeds + keepalive().to(embeds.dtype)
         out = self.backbone(**inputs, use_cache=False)
         h = out.last_hidden_state[batch.score_rows, batch.score_cols]
-        # The head runs in fp32 whatever the backbone dtype: it is tiny and rewards feed a sigmoid.
+        # The head runs in fp32 whatever the backbone dtype: it is tiny and rewards feed a sigmoid. (Cast only when
+        # needed: under FSDP the head's parameters are sharded fp32 already and must not be re-assigned.)
+        head = self.head if self.head.mlp[-1].weight.dtype == torch.float32 else self.head.float()
         with torch.autocast(device_type=h.device.type, enabled=False):
-            return self.head.float()(h.float())
+            return head(h.float())
 
     def shared_position_ids(self, batch: Batch) -> torch.Tensor:
         """Positions for the prefix-shared layout: the row's positions as if it were one sequence (mRoPE for VL
@@ -91,18 +113,58 @@ class RewardModel(nn.Module):
     def dtype_of_compute(self) -> torch.dtype:
         return next(self.backbone.parameters()).dtype
 
-    def save(self, out_dir: str | Path, processor=None) -> Path:
+    def save(self, out_dir: str | Path, processor=None, state_dict: dict | None = None) -> Path:
+        """Write the checkpoint directory (module docstring). `state_dict`: a full state dict of this model (keys
+        "backbone.*" and "head.*", e.g. gathered on rank 0 from FSDP shards) to write instead of the module's own
+        tensors. A LoRA model writes an adapter checkpoint."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(out, safe_serialization=True)
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in self.head.state_dict().items()},
-                  str(out / HEAD_FILE))  # fmt: skip
+        sd = dict(state_dict) if state_dict is not None else None
+        if sd is not None:
+            sd = {k.removeprefix("_orig_mod."): v for k, v in sd.items()}  # torch.compile's wrapper prefix
+        backbone_sd = None if sd is None else _strip(sd, "backbone.")
+        head_sd = self.head.state_dict() if sd is None else _strip(sd, "head.")
+        expected_head = set(self.head.state_dict())
+        if set(head_sd) != expected_head:  # a state dict without the head must not pass silently
+            raise ValueError(f"state_dict: head keys {sorted(head_sd)}, expected {sorted(expected_head)}")
+        adapter = None
+        if self.lora:
+            adapter = self._save_adapter(out, backbone_sd)
+        else:
+            self.backbone.save_pretrained(out, state_dict=backbone_sd, safe_serialization=True)
+            (out / ADAPTER_FILE).unlink(missing_ok=True)  # a LoRA save earlier in the same dir
+        head_cpu = {k: v.detach().float().contiguous().cpu() for k, v in head_sd.items()}
+        save_file(head_cpu, str(out / HEAD_FILE))
         if processor is not None:
             from basereward.model.processor import save_processor
 
             save_processor(processor, out)
-        (out / META_FILE).write_text(json.dumps(self.metadata(), indent=2) + "\n")
+        meta = self.metadata()
+        if adapter is not None:
+            meta["adapter"] = adapter
+        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return out
+
+    def _save_adapter(self, out: Path, backbone_sd: dict | None) -> dict:
+        """The adapters and the backbone tensors trained in full (requires_grad: e.g. an unfrozen vision tower or
+        merger), never the frozen base; returns the basereward.json "adapter" entry."""
+        from basereward.model.lora import is_lora_key
+
+        if not self.base_dir:
+            raise ValueError("a LoRA model needs base_dir (the base backbone directory) to write an adapter "
+                             "checkpoint; build it with RewardModel.from_backbone")  # fmt: skip
+        trained = {n for n, p in self.backbone.named_parameters() if p.requires_grad and not is_lora_key(n)}
+        source = self.backbone.state_dict() if backbone_sd is None else backbone_sd
+        tensors = {
+            k: v.detach().contiguous().cpu() for k, v in source.items() if is_lora_key(k) or k in trained
+        }
+        if not any(is_lora_key(k) for k in tensors):
+            raise ValueError("model.lora is set but the state dict holds no lora_A/lora_B tensors")
+        save_file(tensors, str(out / ADAPTER_FILE))
+        for stale in out.glob("model*.safetensors*"):  # a full save (or its shards) earlier in this dir
+            stale.unlink()
+        return {**self.lora, "base_model": self.base_dir, "file": ADAPTER_FILE,
+                "full_tensors": len([k for k in tensors if not is_lora_key(k)])}  # fmt: skip
 
     def metadata(self) -> dict:
         import transformers
@@ -114,6 +176,7 @@ class RewardModel(nn.Module):
             "hidden_size": hidden_size(self.backbone),
             "pooling": {"rule": POOLING_RULE, "token": self.pool_token},
             "reward_stats": self.reward_stats,
+            **({"merged_adapter": self.merged_lora} if self.merged_lora else {}),
             "versions": {
                 "basereward": _own_version(),
                 "torch": torch.__version__,
@@ -121,6 +184,10 @@ class RewardModel(nn.Module):
                 "python": platform.python_version(),
             },
         }
+
+
+def _strip(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def _own_version() -> str:
@@ -133,8 +200,13 @@ def _own_version() -> str:
 
 
 def load_reward_model(model_dir: str | Path, *, dtype: torch.dtype = torch.float32, device: str | None = None,
-                      attn_implementation: str = "sdpa", max_pixels: int | None = None):  # fmt: skip
-    """Load a trained reward model directory. Returns `(model, processor)`, the model in eval mode."""
+                      attn_implementation: str = "sdpa", max_pixels: int | None = None,
+                      base_model: str | Path | None = None, merge_lora: bool = True):  # fmt: skip
+    """Load a trained reward model directory. Returns `(model, processor)`, the model in eval mode.
+
+    An adapter checkpoint loads its base backbone (the path recorded at training, or `base_model` when the base
+    has moved) and its adapters; `merge_lora=True` folds them into the weights (inference), False keeps them
+    attached and trainable (resuming a LoRA run)."""
     from basereward.model.processor import load_processor
 
     model_dir = Path(model_dir)
@@ -144,12 +216,50 @@ def load_reward_model(model_dir: str | Path, *, dtype: torch.dtype = torch.float
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{meta_path}: format_version {meta['format_version']} is newer than this library's")
-    backbone = load_backbone(model_dir, dtype=dtype, attn_implementation=attn_implementation)
+    adapter = meta.get("adapter")
+    weights_dir = model_dir if adapter is None else _adapter_base(model_dir, adapter, meta, base_model)
+    backbone = load_backbone(weights_dir, dtype=dtype, attn_implementation=attn_implementation)
     head = RewardHead(hidden_size(backbone), HeadConfig(**meta["head"]))
     head.load_state_dict(load_file(str(model_dir / HEAD_FILE)))
     model = RewardModel(backbone, head, meta["model_type"], meta["pooling"]["token"])
     model.reward_stats = meta.get("reward_stats")
+    model.base_dir = str(weights_dir.resolve())
+    model.merged_lora = meta.get("merged_adapter")
+    if adapter is not None:
+        _attach_adapter(model, model_dir / adapter.get("file", ADAPTER_FILE), adapter)
+        if merge_lora:
+            from basereward.model.lora import merge_lora as merge
+
+            merge(model)
     if device is not None:
         model.to(device)
     model.eval()
     return model, load_processor(model_dir, meta["model_type"], max_pixels=max_pixels)
+
+
+def _adapter_base(model_dir: Path, adapter: dict, meta: dict, base_model: str | Path | None) -> Path:
+    base = Path(base_model if base_model is not None else adapter["base_model"])
+    if not (base / "config.json").is_file():
+        hint = "" if base_model is not None else "; pass its new location as base_model= (CLI: --base-model)"
+        raise FileNotFoundError(f"{model_dir} is a LoRA adapter checkpoint; its base model {base} is missing "
+                                f"(no config.json there){hint}")  # fmt: skip
+    if model_type_of(base) != meta["model_type"]:
+        raise ValueError(f"{model_dir}: base model {base} is a {model_type_of(base)}, the adapters were trained on "
+                         f"a {meta['model_type']}")  # fmt: skip
+    return base
+
+
+def _attach_adapter(model: RewardModel, path: Path, adapter: dict) -> None:
+    """Inject the recorded adapters and fill them (and the fully trained tensors) from the adapter file; every
+    adapter tensor must be in the file and every tensor in the file must land somewhere."""
+    from basereward.model.lora import inject, is_lora_key, lora_settings
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: adapter weights missing")
+    inject(model, lora_settings(adapter["rank"], adapter["alpha"], adapter["dropout"], adapter["targets"]))
+    tensors = load_file(str(path))
+    missing, unexpected = model.backbone.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if is_lora_key(k)]
+    if missing or unexpected:
+        raise ValueError(f"{path}: does not fit the base model's adapters (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")  # fmt: skip
