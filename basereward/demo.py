@@ -34,7 +34,7 @@ def demo_config(out: Path, steps: int) -> TrainConfig:
         ),
         optim=OptimArgs(lr=1e-3, weight_decay=0.05, warmup_steps=100, schedule="cosine", grad_clip=1.0),
         batch_size=32,
-        micro_batch_size=32,
+        micro_batch_size=16,  # divides the batch on 1 or 2 processes (basereward train --nproc 2)
         max_steps=steps,
         precision="fp32",
         eval_every=500,

@@ -34,7 +34,7 @@ from basereward.checkpoint import find_resume, load_checkpoint, prune_checkpoint
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.losses import pair_loss
-from basereward.model.backbone import vision_modules
+from basereward.model.backbone import enable_activation_checkpointing, vision_modules
 from basereward.model.reward_model import RewardModel
 from basereward.scoring import pair_stats, score_pairs
 from basereward.sharding import full_state_dict, inner, wrap
@@ -231,7 +231,7 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.freeze_aligner and aligner is not None:
         aligner.requires_grad_(False)
     if cfg.gradient_checkpointing:
-        model.backbone.activation_checkpointing_enable({"use_reentrant": False})
+        enable_activation_checkpointing(model.backbone)
     if cfg.precision == "bf16-pure":
         model.backbone.to(torch.bfloat16)
     fsdp = info.enabled and cfg.distributed.strategy == "fsdp"

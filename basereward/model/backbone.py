@@ -63,3 +63,14 @@ def vision_modules(backbone: torch.nn.Module) -> tuple[torch.nn.Module | None, t
     if visual is None:
         return None, None
     return visual, getattr(visual, "merger", None)
+
+
+def enable_activation_checkpointing(backbone: torch.nn.Module) -> None:
+    """Recompute each decoder layer and vision block in backward (non-reentrant torch.utils.checkpoint).
+
+    transformers also hooks every input embedding (the token embedding and the vision tower's patch embedding) to
+    make its output require a gradient; reentrant checkpointing needs that, non-reentrant does not. Left in place,
+    the hook puts a frozen vision tower on the gradient path: it would keep its blocks' inputs and run backward
+    for nothing. So the hooks are removed."""
+    backbone.activation_checkpointing_enable({"use_reentrant": False})
+    backbone.disable_input_require_grads()
