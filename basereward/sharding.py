@@ -68,10 +68,10 @@ def wrap(model: nn.Module, info: DistInfo, *, strategy: str, precision: str, cpu
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        # broadcast_buffers off: the only buffers are rotary frequencies, equal on every rank, and a broadcast per
+        # no buffer sync per forward: the only buffers are rotary frequencies, equal on every rank, and a sync per
         # forward would be one more collective that eval forwards (on the inner module) do not make
         return DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None,
-                                       broadcast_buffers=False)  # fmt: skip
+                                       forward_sync_buffers=False)  # fmt: skip
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \

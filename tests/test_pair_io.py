@@ -98,3 +98,37 @@ def test_skip_policy_counts_and_keeps_the_good_lines(folder):
     assert [p.id for p in pairs] == ["p1", "p3"]
     assert stats.lines == 4 and stats.kept == 2 and stats.n_skipped == 2
     assert any(":2" in e for e in stats.examples) and any(":3" in e for e in stats.examples)
+
+
+def test_indexed_jsonl_reads_the_same_pairs_and_keeps_only_offsets(folder):
+    """Training opens JSONL as an index (`open_pairs(lazy=True)`): every record validated up front with file:line
+    errors or counted skips, random access equal to a full load, image contents checked when a record is read."""
+    from basereward.data.store import JsonlPairs, open_pairs
+
+    recs = [good(id=f"p{i}", chosen=f"Red {i}.") for i in range(5)]
+    recs[3]["meta"] = {"tie": True}
+    path = write_lines(folder / "pairs.jsonl", [recs[0], "", recs[1], recs[2], recs[3], recs[4]])
+    lazy = open_pairs(path, lazy=True)
+    assert isinstance(lazy, JsonlPairs) and len(lazy) == 5
+    full = read_pairs(path)
+    assert [lazy[i].id for i in range(5)] == [p.id for p in full] and lazy[-1].chosen == "Red 4."
+    assert lazy[2].where == f"{path}:4"  # the blank line 2 is skipped, line numbers are the file's
+    assert [p.id for p in lazy.drop_ties()] == ["p0", "p1", "p2", "p4"]
+
+    bad = write_lines(
+        folder / "bad.jsonl", [recs[0], "{not json", good(id="x", images=[{"path": "img/bad.png"}])]
+    )
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):
+        open_pairs(bad, lazy=True)
+    stats = LoadStats()
+    skipping = open_pairs(bad, lazy=True, on_error="skip", stats=stats)
+    assert len(skipping) == 2 and stats.n_skipped == 1
+    with pytest.raises(DataError, match=r"bad\.jsonl:3 images\[0\]: corrupt or unreadable image"):
+        skipping[1]  # the corrupt PNG is found when the record is read, not when the file is indexed
+
+    raw = folder / "utf.jsonl"
+    raw.write_bytes(json.dumps(recs[0]).encode() + b"\n" + b'{"id": "\xff\xfe"}\n')
+    with pytest.raises(DataError, match=r"utf\.jsonl:2: invalid UTF-8"):
+        open_pairs(raw, lazy=True)
+    with pytest.raises(DataError, match=r"utf\.jsonl:2: invalid UTF-8"):
+        read_pairs(raw)

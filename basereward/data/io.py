@@ -57,20 +57,32 @@ def read_pairs(
 def iter_pairs(
     path: str | Path, *, on_error: str = "fail", check_images: bool = True, stats: LoadStats | None = None
 ) -> Iterator[PreferencePair]:
+    for _offset, _lineno, pair in scan_records(
+        path, on_error=on_error, check_images=check_images, stats=stats
+    ):
+        yield pair
+
+
+def scan_records(
+    path: str | Path, *, on_error: str = "fail", check_images: bool = True, stats: LoadStats | None = None
+) -> Iterator[tuple[int, int, PreferencePair]]:
+    """(byte offset, line number, pair) of every valid record; bad ones raise or are skipped and counted."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: pair file not found")
     stats = stats if stats is not None else LoadStats()
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+    offset = 0
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            start, offset = offset, offset + len(raw)
+            if not raw.strip():
                 continue
             stats.lines += 1
             where = f"{path}:{lineno}"
             try:
-                pair = parse_record(line, where=where, base_dir=path.parent)
+                pair = parse_record(decode_line(raw, where), where=where, base_dir=path.parent)
                 if check_images:
                     verify_images(pair)
             except DataError as e:
@@ -79,7 +91,14 @@ def iter_pairs(
                 stats.skip(e)
                 continue
             stats.kept += 1
-            yield pair
+            yield start, lineno, pair
+
+
+def decode_line(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: invalid UTF-8 at byte {e.start}") from e
 
 
 def parse_record(line: str | dict, *, where: str, base_dir: Path) -> PreferencePair:

@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
-from basereward.data.io import LoadStats, parse_record, read_pairs, verify_images
+from basereward.data.io import LoadStats, decode_line, parse_record, read_pairs, scan_records, verify_images
 from basereward.data.shard_reader import ShardedPairs, is_shard_dir
 from basereward.data.shards import MANIFEST
 from basereward.types import DataError, PreferencePair
@@ -60,30 +60,13 @@ class JsonlPairs(Sequence):
         if _offsets is not None:
             self.offsets, self.lines = _offsets, _lines
             return
-        if not self.path.is_file():
-            raise DataError(f"{self.path}: pair file not found")
-        stats = stats if stats is not None else LoadStats()
         self.offsets, self.lines, self._ties = array("q"), array("q"), array("b")
-        with self.path.open("rb") as f:
-            offset, lineno = 0, 0
-            for raw in f:
-                lineno += 1
-                start, offset = offset, offset + len(raw)
-                if not raw.strip():
-                    continue
-                stats.lines += 1
-                where = f"{self.path}:{lineno}"
-                try:
-                    pair = parse_record(_decode(raw, where), where=where, base_dir=self.path.parent)
-                except DataError as e:
-                    if on_error == "fail":
-                        raise
-                    stats.skip(e)
-                    continue
-                stats.kept += 1
-                self.offsets.append(start)
-                self.lines.append(lineno)
-                self._ties.append(1 if pair.meta.get("tie") else 0)
+        for offset, lineno, pair in scan_records(
+            self.path, on_error=on_error, check_images=False, stats=stats
+        ):
+            self.offsets.append(offset)
+            self.lines.append(lineno)
+            self._ties.append(1 if pair.meta.get("tie") else 0)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -94,18 +77,13 @@ class JsonlPairs(Sequence):
         where = f"{self.path}:{self.lines[i]}"
         with self.path.open("rb") as f:
             f.seek(self.offsets[i])
-            pair = parse_record(_decode(f.readline(), where), where=where, base_dir=self.path.parent)
+            pair = parse_record(decode_line(f.readline(), where), where=where, base_dir=self.path.parent)
         verify_images(pair)
         return pair
 
     def drop_ties(self) -> JsonlPairs:
         keep = [i for i, t in enumerate(self._ties) if not t]
-        return JsonlPairs(self.path, _offsets=array("q", (self.offsets[i] for i in keep)),
-                          _lines=array("q", (self.lines[i] for i in keep)))  # fmt: skip
-
-
-def _decode(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{where}: invalid UTF-8 at byte {e.start}") from e
+        out = JsonlPairs(self.path, _offsets=array("q", (self.offsets[i] for i in keep)),
+                         _lines=array("q", (self.lines[i] for i in keep)))  # fmt: skip
+        out._ties = array("b", bytes(len(keep)))
+        return out
