@@ -344,15 +344,16 @@ def test_trainer_lora_run_writes_an_adapter_checkpoint_and_resumes_exactly(tiny_
     assert set(again) == set(trained) and all(torch.equal(again[k], trained[k]) for k in trained)
 
 
-def test_fsdp_lora_run_equals_one_process(lora_run, tmp_path):
-    """Two ranks, FSDP2 (gloo): adapters are sharded with their decoder layers and gathered on rank 0 for the
-    final adapter checkpoint, which must equal the one-process run's."""
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_rank_lora_run_equals_one_process(lora_run, tmp_path, strategy):
+    """Two ranks (gloo), DDP or FSDP2 (adapters sharded with their decoder layers and gathered on rank 0): the final
+    adapter checkpoint must equal the one-process run's."""
     from dist_utils import torchrun
 
     single = final_tensors(train_one_process(lora_run(tmp_path / "single")))
-    res = torchrun(["train", *lora_run(tmp_path / "fsdp", **{"distributed.strategy": "fsdp"})], nproc=2)
+    res = torchrun(["train", *lora_run(tmp_path / "multi", **{"distributed.strategy": strategy})], nproc=2)
     assert res.returncode == 0, res.stderr[-3000:]
-    fsdp = final_tensors(tmp_path / "fsdp" / "final")
+    fsdp = final_tensors(tmp_path / "multi" / "final")
     assert set(fsdp) == set(single)
     # Gradients summed across ranks round differently (the losses agree to ~3e-8); Adam's per-element scaling turns
     # that into up to ~1e-4 on a few weights after 3 steps at lr 1e-2 (measured; DDP gives the same numbers as
