@@ -109,6 +109,22 @@ def _quiet_single_process():
         yield
 
 
+def is_step_checkpoint(path: Path) -> bool:
+    return (Path(path) / STATE_JSON).is_file() and (Path(path) / DCP_DIR).is_dir()
+
+
+def load_model_weights(ckpt_dir: Path, model) -> None:
+    """Only the model's trained weights from a step checkpoint, into a model built as the run built it (one
+    process; no optimizer needed): what `basereward export` does with a step checkpoint."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    model_sd = get_model_state_dict(model, options=_options())
+    with _quiet_single_process():
+        dcp.load({"model": model_sd}, checkpoint_id=str(Path(ckpt_dir) / DCP_DIR))
+    set_model_state_dict(model, model_sd, options=_options(strict=False))
+
+
 def read_state(ckpt_dir: Path) -> dict:
     ckpt_dir = Path(ckpt_dir)
     if (ckpt_dir / LEGACY_STATE).is_file() and not (ckpt_dir / STATE_JSON).is_file():

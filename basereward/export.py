@@ -1,6 +1,12 @@
 """`basereward export`: a trained reward model as a plain checkpoint directory, LoRA adapters merged.
 
     basereward export --model runs/rm/final --out exported/rm [--format basereward|hf] [--base-model DIR]
+    basereward export --model runs/rm/checkpoints/step-001000 --out exported/rm-1000
+
+--model may also be a step checkpoint of a training run (sharded, written by any number of processes): the model
+is rebuilt from the run's config.json (its backbone, head, LoRA and frozen parts) and the checkpoint's trained
+weights are read into it, so intermediate checkpoints can be scored and evaluated like the final one. Such an
+export has no reward calibration (mean/std come from the final validation pass).
 
 --format basereward (default): a full checkpoint that `load_reward_model` / `basereward score` read without the
   base model: an adapter checkpoint is loaded on its base, merged, and written with the stock Hugging Face backbone
@@ -44,6 +50,7 @@ def add_args(p) -> None:
 
 
 def run(args) -> dict:
+    from basereward.checkpoint import is_step_checkpoint
     from basereward.model.reward_model import load_reward_model
     from basereward.types import DataError
 
@@ -52,7 +59,10 @@ def run(args) -> dict:
         raise DataError(f"--out {out} exists and is not an empty directory; choose a new one")
     if out.resolve() == src.resolve():
         raise DataError("--out must differ from --model")
-    model, processor = load_reward_model(src, base_model=args.base_model)
+    if is_step_checkpoint(src):
+        model, processor = from_step_checkpoint(src, args.base_model)
+    else:
+        model, processor = load_reward_model(src, base_model=args.base_model)
     adapter = model.merged_lora
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -65,6 +75,34 @@ def run(args) -> dict:
     tmp.rename(out)
     return {"out": str(out), "format": args.format, "model_type": model.model_type, "merged_adapter": adapter,
             "files": sorted(p.name for p in out.iterdir())}  # fmt: skip
+
+
+def from_step_checkpoint(ckpt_dir: Path, base_model: str | None):
+    """The model of a step checkpoint: rebuilt from the run's config, its trained weights read in, adapters
+    merged."""
+    import dataclasses
+
+    from basereward.checkpoint import load_model_weights
+    from basereward.config import TrainConfig, from_dict
+    from basereward.model.build import build_model
+    from basereward.model.lora import merge_lora
+
+    run_config = ckpt_dir.resolve().parent.parent / "config.json"  # output_dir/checkpoints/step-N
+    if not run_config.is_file():
+        raise FileNotFoundError(
+            f"{ckpt_dir}: a step checkpoint, but its run's config ({run_config}) is missing"
+        )
+    cfg = from_dict(TrainConfig, json.loads(run_config.read_text()))
+    if base_model:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=base_model))
+    if not (Path(cfg.model.backbone) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{ckpt_dir}: the run's backbone {cfg.model.backbone} is missing; pass --base-model"
+        )
+    model, processor = build_model(cfg)
+    load_model_weights(ckpt_dir, model)
+    model.eval()
+    return merge_lora(model), processor
 
 
 def write_hf_head(model, out_dir: Path) -> None:

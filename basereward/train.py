@@ -34,7 +34,8 @@ from basereward.checkpoint import find_resume, load_checkpoint, prune_checkpoint
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.losses import pair_loss
-from basereward.model.backbone import enable_activation_checkpointing, vision_modules
+from basereward.model.backbone import enable_activation_checkpointing
+from basereward.model.build import build_model
 from basereward.model.reward_model import RewardModel
 from basereward.scoring import pair_stats, score_pairs
 from basereward.sharding import full_state_dict, inner, wrap
@@ -209,27 +210,9 @@ def setup(cfg: TrainConfig) -> Run:
     val_pairs, _ = load_pairs(cfg.data.validation, cfg.data.on_error, cfg.data.drop_ties, "validation")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_size))
 
-    # --- model: a new head on the pretrained backbone (a resumed run loads its weights below); same init on every
-    # rank because every random draw is seeded
-    from basereward.model.processor import load_processor, set_pixel_bounds
-
-    model = RewardModel.from_backbone(cfg.model.backbone, cfg.model.head, seed=cfg.seed,
-                                      attn_implementation=cfg.model.attn_implementation)  # fmt: skip
-    processor = load_processor(cfg.model.backbone, model.model_type)
-    if cfg.model.max_pixels or cfg.model.min_pixels:
-        set_pixel_bounds(processor, cfg.model.max_pixels, cfg.model.min_pixels)
+    # --- model: a new head on the pretrained backbone (a resumed run loads its weights below)
+    model, processor = build_model(cfg)
     encoder = Encoder(processor, model.model_type, model.pool_token)
-    if cfg.lora.rank:
-        from basereward.model.lora import apply_lora
-
-        torch.manual_seed(cfg.seed)  # adapter init identical on every rank and to a one-process run
-        apply_lora(model, cfg.lora)
-    vision, aligner = vision_modules(model.backbone)
-    if cfg.freeze_vision and vision is not None:
-        for name, p in vision.named_parameters():
-            p.requires_grad_(name.startswith("merger.") and not cfg.freeze_aligner)
-    if cfg.freeze_aligner and aligner is not None:
-        aligner.requires_grad_(False)
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model.backbone)
     if cfg.precision == "bf16-pure":

@@ -240,3 +240,28 @@ def test_fsdp_bf16_with_activation_checkpointing_and_frozen_tower(runs, data, tm
     tower = [k for k in init if k.startswith("visual.") and not k.startswith("visual.merger.")]
     assert tower and all(torch.equal(init[k], w[k]) for k in tower)
     assert not torch.equal(init["visual.merger.mlp.0.weight"], w["visual.merger.mlp.0.weight"])
+
+
+def test_export_reads_a_step_checkpoint_written_by_any_number_of_ranks(runs, tmp_path):
+    """A step checkpoint holds only DCP shards; `basereward export` rebuilds the run's model and reads them in, so
+    intermediate checkpoints are scored like the final one. The 2-rank FSDP and 1-process step-2 checkpoints give
+    the same model."""
+    from basereward.cli import main as cli
+
+    for name in ("single", "fsdp"):
+        assert cli(["export", "--model", str(runs / name / "checkpoints" / "step-000002"),
+                    "--out", str(tmp_path / name)]) == 0  # fmt: skip
+
+    def exported(d):
+        w = load_file(str(d / "model.safetensors"))
+        w.update({"head." + k: v for k, v in load_file(str(d / "head.safetensors")).items()})
+        return w
+
+    a, b = exported(tmp_path / "single"), exported(tmp_path / "fsdp")
+    assert set(a) == set(weights(runs / "single"))  # the same tensors a final checkpoint has
+    assert max_diff(a, b) < 1e-5
+    assert max_diff(a, weights(runs / "single")) > 1e-4  # step 2, not the final step 4
+    # a step checkpoint moved away from its run (no config.json two levels up) is one clear error
+    lone = tmp_path / "lone" / "x" / "step-000002"
+    shutil.copytree(runs / "single" / "checkpoints" / "step-000002", lone)
+    assert cli(["export", "--model", str(lone), "--out", str(tmp_path / "lone-out")]) == 1
