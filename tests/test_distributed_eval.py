@@ -111,7 +111,10 @@ def test_a_bad_image_on_one_rank_stops_both(root):
     proc = torchrun(["eval", "--benchmark", "vl-rewardbench", "--data", bad / "data.jsonl", "--model", root / "rm",
                      "--batch-size", 3, "--out", root / "bad-report"], nproc=2, timeout=180)  # fmt: skip
     assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("basereward eval: error:")]
+    # the two ranks write to one stderr: their lines may interleave, so split on the message prefix, not on lines
+    errors = [
+        "basereward eval: error:" + e.split("\n")[0] for e in proc.stderr.split("basereward eval: error:")[1:]
+    ]
     assert len(errors) == 2, proc.stderr[-3000:]
     assert any(f"data.jsonl:5 id={rows[4]['id']}: corrupt or unreadable image" in e for e in errors)
     assert any("scoring failed on 1 other rank" in e for e in errors)
