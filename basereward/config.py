@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from basereward.types import DataError
+
 ACTIVATION_NAMES = ("none", "tanh", "silu", "relu")
 
 
@@ -172,7 +174,7 @@ class TrainConfig:
         """Micro-batches per rank per optimizer step; refuses a global batch that does not divide."""
         per_step = self.micro_batch_size * world_size
         if self.batch_size % per_step:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x world size "
+            raise DataError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x world size "
                              f"({self.micro_batch_size} x {world_size} = {per_step}); change batch_size, "
                              "micro_batch_size or the number of processes")  # fmt: skip
         return self.batch_size // per_step

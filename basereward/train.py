@@ -204,9 +204,18 @@ def setup(cfg: TrainConfig) -> Run:
     torch.manual_seed(cfg.seed)
 
     # --- data: every rank indexes the same sequence and later reads only its own share of each step
-    train_pairs, train_stats = load_pairs(
-        cfg.data.train, cfg.data.on_error, cfg.data.drop_ties, "training", lazy=True
-    )
+    # rank 0 indexes (and validates) the training file once; the others receive the index (byte offsets, or a shard
+    # folder's row list), not the pairs
+    loaded: tuple | Exception | None = None
+    if info.is_main:
+        try:
+            loaded = load_pairs(cfg.data.train, cfg.data.on_error, cfg.data.drop_ties, "training", lazy=True)
+        except (DataError, OSError, ValueError) as e:
+            loaded = e
+    loaded = distributed.broadcast_object(loaded if info.is_main else None)
+    if isinstance(loaded, Exception):  # every rank stops with the same one-line error
+        raise loaded if info.is_main else DataError(f"(rank {info.rank}) training data: {loaded}")
+    train_pairs, train_stats = loaded
     val_pairs, _ = load_pairs(cfg.data.validation, cfg.data.on_error, cfg.data.drop_ties, "validation")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_size))
 
@@ -469,9 +478,13 @@ def launch(nproc: int, argv: list[str]) -> int:
 
 
 def run(args) -> dict | None:
-    cfg = load_config(args.config, args.overrides)  # errors here, before any process starts
+    try:  # a bad config is one error line (cli.py), before any process starts
+        cfg = load_config(args.config, args.overrides)
+        if args.nproc > 1 and not distributed.launched_by_torchrun():
+            cfg.grad_accum(args.nproc)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"config: {e}") from e
     if args.nproc > 1 and not distributed.launched_by_torchrun():
-        cfg.grad_accum(args.nproc)
         argv = (["--config", args.config] if args.config else []) + list(args.overrides)
         rc = launch(args.nproc, argv)
         if rc:

@@ -265,3 +265,19 @@ def test_export_reads_a_step_checkpoint_written_by_any_number_of_ranks(runs, tmp
     lone = tmp_path / "lone" / "x" / "step-000002"
     shutil.copytree(runs / "single" / "checkpoints" / "step-000002", lone)
     assert cli(["export", "--model", str(lone), "--out", str(tmp_path / "lone-out")]) == 1
+
+
+def test_bad_input_is_one_error_line_on_every_rank(data, tmp_path, capsys):
+    """Rank 0 indexes the training file and tells the others when it cannot: each rank prints one error line, no
+    traceback, and the job exits non-zero. A global batch that does not divide is refused before torchrun starts."""
+    from basereward.cli import main as cli
+
+    res = launch(data, tmp_path / "bad", **{"data.train": tmp_path / "missing.jsonl"})
+    assert res.returncode != 0
+    errors = res.stderr.split("basereward train: error:")[1:]
+    assert len(errors) == 2 and all("missing.jsonl" in e.split("\n")[0] for e in errors), res.stderr[-2000:]
+    assert (
+        "]: Traceback" not in res.stderr
+    )  # no rank printed one (torchrun's own report of the failure follows)
+    assert cli(["train", "--nproc", "3", *overrides(data, tmp_path / "odd")]) == 1
+    assert "micro_batch_size x world size (2 x 3 = 6)" in capsys.readouterr().err
