@@ -281,3 +281,19 @@ def test_bad_input_is_one_error_line_on_every_rank(data, tmp_path, capsys):
     )  # no rank printed one (torchrun's own report of the failure follows)
     assert cli(["train", "--nproc", "3", *overrides(data, tmp_path / "odd")]) == 1
     assert "micro_batch_size x world size (2 x 3 = 6)" in capsys.readouterr().err
+
+
+def test_a_shard_folder_trains_like_the_jsonl(runs, data, tmp_path):
+    """The same pairs as an Arrow shard folder (memory-mapped; rank 0 shares the row index, each rank reads only
+    its rows): 2 ranks give the one-process JSONL run's losses."""
+    from basereward.data.io import read_pairs
+    from basereward.data.shards import ShardWriter
+
+    with ShardWriter(tmp_path / "shards", fmt="arrow", shard_rows=6) as w:
+        for pair in read_pairs(data / "train.jsonl"):
+            w.write(pair)
+        w.close()  # a writer left without close() is discarded (partial output)
+    res = launch(data, tmp_path / "run", **{"data.train": tmp_path / "shards", "save_every": 0})
+    assert res.returncode == 0, res.stderr[-3000:]
+    got, ref = losses(tmp_path / "run"), losses(runs / "single")
+    assert max(abs(got[s] - ref[s]) for s in ref) < 1e-5
