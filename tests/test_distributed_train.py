@@ -20,7 +20,7 @@ from dist_utils import torchrun
 from safetensors.torch import load_file
 
 from basereward.config import TrainConfig, load_config
-from basereward.train import StepBatches
+from basereward.step_batches import StepBatches
 from basereward.train import main as train_main
 
 BATCH, MICRO, STEPS = 8, 2, 4

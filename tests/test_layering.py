@@ -24,7 +24,8 @@ LAYERS = {
     "basereward.model.processor": 2,
     "basereward.model": 3,
     "basereward.checkpoint": 3,
-    "basereward.sharding": 3,  # DDP / FSDP2 wrapping of a reward model
+    "basereward.sharding": 3,
+    "basereward.step_batches": 3,  # the data order of training steps (collate + template)  # DDP / FSDP2 wrapping of a reward model
     "basereward.tiny": 3,
     "basereward.scoring": 4,
     "basereward.eval": 5,

@@ -94,8 +94,8 @@ def test_training_and_score_feed_identical_token_ids(tmp_path, tiny_dirs, colour
     from basereward.model.processor import load_processor
     from basereward.model.reward_model import RewardModel
     from basereward.scoring import RewardScorer
+    from basereward.step_batches import StepBatches
     from basereward.template import Encoder
-    from basereward.train import StepBatches
 
     pairs = read_pairs(colour_data / "train.jsonl")
     proc = load_processor(tiny_dirs["qwen2_5_vl"], "qwen2_5_vl")
