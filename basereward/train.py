@@ -215,12 +215,11 @@ def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
     run.optimizer.zero_grad(set_to_none=True)
     sums = torch.zeros(4, dtype=torch.float64)  # loss * n, correct, margin * n, n
     parts: dict = {}
+    ddp = hasattr(engine, "no_sync")
     if n_total:
         for k, slot in enumerate(slots):
-            sync = k == len(slots) - 1 or not hasattr(
-                engine, "no_sync"
-            )  # DDP reduces once, after the last slot
-            with contextlib.nullcontext() if sync else engine.no_sync():
+            accumulate_only = ddp and k < len(slots) - 1  # DDP reduces once, after the last micro-batch
+            with engine.no_sync() if accumulate_only else contextlib.nullcontext():
                 if slot is None:
                     if run.filler is not None:  # keep this rank's collectives in step with the others
                         (engine(run.filler.to(info.device)).sum() * 0.0).backward()
