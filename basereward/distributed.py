@@ -42,7 +42,8 @@ def launched_by_torchrun() -> bool:
 
 def init(device: str = "auto", backend: str = "auto", timeout_s: float = 600) -> DistInfo:
     """Join the process group when launched by torchrun (idempotent); otherwise world size 1 on `device`."""
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1 and not dist.is_initialized():
+    single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
+    if single and not dist.is_initialized():
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            ("cpu" if device == "auto" else device))  # fmt: skip
         return DistInfo(device=dev)

@@ -76,9 +76,7 @@ def wrap(model: nn.Module, info: DistInfo, *, strategy: str, precision: str, cpu
 
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \
         else MixedPrecisionPolicy()  # fmt: skip
-    if (
-        cpu_offload and info.device.type != "cuda"
-    ):  # FSDP's offload moves state to the CPU from an accelerator
+    if cpu_offload and info.device.type != "cuda":  # FSDP offloads from an accelerator to the CPU
         cpu_offload = False
         if info.is_main:
             print(
