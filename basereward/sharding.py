@@ -14,7 +14,9 @@ that never come. We run a blank 2x2-patch image (one merged token) through the t
 `0 * mean(features)` to the token embeddings (`RewardModel.vision_keepalive`), at the point where an image forward
 runs the tower, so that every rank issues the same collectives in the same order, forward and backward. The
 addition is exactly zero, and unlike appending dummy image tokens to the sequence it leaves the scored last token
-and the mRoPE positions as they are; the tower's weights get zero gradient from such a forward.
+and the mRoPE positions as they are; the tower's weights get zero gradient from such a forward. Not covered: a
+micro-batch with both images and videos runs the tower twice (transformers encodes them in two calls) while an
+image-only one runs it once; under FSDP that would hang, so keep video pairs out of sharded training for now.
 """
 
 from __future__ import annotations
