@@ -1,4 +1,4 @@
-"""Benchmark loaders on the real records in ../shared/benchmark-samples/ and on fixtures written here in each
+"""Benchmark loaders on the real records in tests/fixtures/benchmark-samples/ and on fixtures written here in each
 official schema (image bytes, image paths, frame folders; repeated ids; [1,0] rankings; unknown id prefixes).
 
 The `write_*` helpers are also used by test_eval_cli.py."""
@@ -17,15 +17,12 @@ from basereward.eval.benchmarks import load_benchmark
 from basereward.eval.benchmarks.vl_rewardbench import group_of
 from basereward.types import DataError
 
+# real records, in the repo (provenance in their README); BASEREWARD_SAMPLES points the tests at another copy
 SAMPLES = Path(
-    os.environ.get(
-        "BASEREWARD_SAMPLES", Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmark-samples"
-    )
+    os.environ.get("BASEREWARD_SAMPLES", Path(__file__).resolve().parent / "fixtures" / "benchmark-samples")
 )
 needs_samples = pytest.mark.skipif(
-    not SAMPLES.is_dir(),
-    reason=f"real benchmark records not found at {SAMPLES} (they live beside the repo in ../shared/; "
-    "set BASEREWARD_SAMPLES to their folder)",
+    not SAMPLES.is_dir(), reason=f"real benchmark records not found at {SAMPLES} (BASEREWARD_SAMPLES)"
 )
 
 
