@@ -97,7 +97,9 @@ def runs(data, tmp_path_factory):
     assert len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 1, (
         res.stdout
     )  # rank 0's line only
-    res = launch(data, root / "fsdp", **{"distributed.strategy": "fsdp"})
+    # FSDP also evaluates mid-run (inference forwards through the sharded model, then training again) and encodes
+    # in a DataLoader worker
+    res = launch(data, root / "fsdp", **{"distributed.strategy": "fsdp", "eval_every": 2, "num_workers": 1})
     assert res.returncode == 0, res.stderr[-3000:]
     return root
 
@@ -134,6 +136,10 @@ def test_fsdp_equals_one_process(runs):
     3.8e-6 max weight difference after 4 steps)."""
     a, b = losses(runs / "single"), losses(runs / "fsdp")
     assert max(abs(a[s] - b[s]) for s in a) < 1e-5
+    evals = [
+        json.loads(x) for x in (runs / "fsdp" / "metrics.jsonl").read_text().splitlines() if '"eval"' in x
+    ]
+    assert [e["step"] for e in evals] == [2, 4] and all(e["n"] == 12 for e in evals)
     assert max_diff(weights(runs / "single"), weights(runs / "fsdp")) < 1e-5
     state = json.loads((runs / "fsdp" / "checkpoints" / "step-000002" / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["strategy"] == "fsdp"
