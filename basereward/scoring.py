@@ -4,12 +4,12 @@ the RL adapters all come through here, so a number means the same thing everywhe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
+from basereward.calibration import normalize, sigmoid
 from basereward.collate import COLLATORS, Batch
 from basereward.template import EncodedSample, Encoder
 from basereward.types import Sample
@@ -98,13 +98,9 @@ class RewardScorer:
         return self([Sample(list(prompt), list(responses), list(images), list(videos))], progress=False)[0]
 
     def normalize(self, reward: float) -> float:
-        stats = self.model.reward_stats or {}
-        std = stats.get("std") or 1.0
-        return (reward - stats.get("mean", 0.0)) / std
+        return normalize(reward, self.model.reward_stats)
 
-    @staticmethod
-    def sigmoid(reward: float) -> float:
-        return 1.0 / (1.0 + math.exp(-reward))
+    sigmoid = staticmethod(sigmoid)
 
 
 def load_scorer(model_dir: str | Path, *, device: str | None = None, batch_size: int = 16,

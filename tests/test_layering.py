@@ -11,7 +11,8 @@ PKG = Path(__file__).resolve().parents[1] / "basereward"
 LAYERS = {
     "basereward.types": 0,
     "basereward.config": 0,
-    "basereward.distributed": 0,  # process group and collectives: torch only
+    "basereward.distributed": 0,
+    "basereward.calibration": 0,  # raw reward -> probability / normalised scale (math only)  # process group and collectives: torch only
     "basereward.data": 1,
     "basereward.losses": 1,
     "basereward.model.head": 1,

@@ -19,6 +19,8 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from basereward.calibration import sigmoid
+
 Matcher = Callable[[str, object], bool]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -84,10 +86,6 @@ def get_matcher(matcher: str | Matcher) -> Matcher:
             f"unknown matcher {matcher!r}; choose one of {', '.join(MATCHERS)} or pass a callable"
         )
     return MATCHERS[matcher]
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 @dataclass
