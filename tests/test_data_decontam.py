@@ -5,7 +5,6 @@ train/validation split by prompt+image hash."""
 import json
 
 import numpy as np
-import pytest
 from data_fixtures import cli, encode, picture, write_jsonl
 
 from basereward.data.dedup import dhash, hamming, normalise, open_grey, phash
@@ -131,7 +130,6 @@ def test_report_only_and_unavailable_benchmark_images(tmp_path):
 
 
 def test_vl_rewardbench_github_form(tmp_path):
-    pytest.importorskip("basereward.eval.benchmarks")
     root = tmp_path / "vlrb"
     (root / "images" / "rlaif-v").mkdir(parents=True)
     (root / "images" / "rlaif-v" / "RLAIF-V-14.jpg").write_bytes(
