@@ -10,8 +10,14 @@ Image kinds (the answer can only be known by looking): `colour` (what colour is 
 same sentence with a plausible wrong value, and each value is as often right as wrong across the set (the pair of
 values is drawn first, then which one is true), so text alone cannot beat 50%.
 
-Text kind `addition`: "What is a + b?" for single digits, rejected = a sum off by 1 or 2. The (a, b) combinations of
-the validation and test splits never occur in training: text accuracy measures generalisation, not memory.
+Text kinds (text-only pairs; the held-out items of the validation and test splits never occur in training, so text
+accuracy measures generalisation, not memory):
+- `code` (the default): "The code is 4 0 7. What is the code?", chosen repeats the code, rejected has one digit
+  replaced by a digit that is not in the code. Answering needs the prompt (chosen and rejected alike are random
+  digit strings); 1,000 codes, 150 held out for validation and 150 for test.
+- `addition`: "What is a + b?" for single digits, rejected = a sum off by 1 or 2; 15 of the 100 (a, b) held out
+  for each of validation and test. A 2-layer demo model generalises it only sometimes (0.41-0.97 across seeds
+  and builds), which is why the demo uses `code`.
 
 Splits share no prompt+image: every image is a fresh random drawing and exact duplicates are redrawn.
 Deterministic: the same seed writes byte-identical files.
@@ -37,6 +43,8 @@ COLOURS = {
 }
 SHAPES = ("circle", "square", "triangle", "cross")
 IMAGE_KINDS = ("colour", "shape", "count", "position")
+TEXT_KINDS = ("code", "addition")
+CODE_DIGITS = 3
 MAX_COUNT = 4
 
 
@@ -110,7 +118,8 @@ def make_image_pair(kind: str, rng: random.Random):
     return img, q, tmpl.format(true), tmpl.format(wrong)
 
 
-def make_addition_pair(a: int, b: int, rng: random.Random) -> tuple[str, str, str]:
+def make_addition_pair(ab: tuple[int, int], rng: random.Random) -> tuple[str, str, str]:
+    a, b = ab
     s = a + b
     wrong = s + rng.choice([d for d in (-2, -1, 1, 2) if s + d >= 0])
     return f"What is {a} + {b}?", f"{a} + {b} = {s}.", f"{a} + {b} = {wrong}."
@@ -123,22 +132,40 @@ def addition_splits(seed: int) -> dict[str, list[tuple[int, int]]]:
     return {"train": combos[:70], "validation": combos[70:85], "test": combos[85:]}
 
 
+def make_code_pair(code: tuple[int, ...], rng: random.Random) -> tuple[str, str, str]:
+    wrong = list(code)
+    wrong[rng.randrange(len(code))] = rng.choice([d for d in range(10) if d not in code])
+    c, w = " ".join(map(str, code)), " ".join(map(str, wrong))
+    return f"The code is {c}. What is the code?", f"The code is {c}.", f"The code is {w}."
+
+
+def code_splits(seed: int) -> dict[str, list[tuple[int, ...]]]:
+    """Disjoint codes of CODE_DIGITS digits: 700 for training, 150 validation, 150 test."""
+    codes = [tuple(int(x) for x in f"{i:0{CODE_DIGITS}d}") for i in range(10**CODE_DIGITS)]
+    random.Random(seed * 7919 + 2).shuffle(codes)
+    return {"train": codes[:700], "validation": codes[700:850], "test": codes[850:]}
+
+
+TEXT_MAKERS = {"code": (code_splits, make_code_pair), "addition": (addition_splits, make_addition_pair)}
+
+
 def synth_split(out: Path, split: str, n: int, seed: int, text_share: float, seen: set[str],
-                kinds=IMAGE_KINDS) -> list[PreferencePair]:  # fmt: skip
+                kinds=IMAGE_KINDS, text_kind: str = "code") -> list[PreferencePair]:  # fmt: skip
     rng = random.Random(f"{seed}/{split}")
     img_dir = out / "images" / split
     img_dir.mkdir(parents=True, exist_ok=True)
-    combos = addition_splits(seed)[split]
+    splits, make_text = TEXT_MAKERS[text_kind]
+    combos = splits(seed)[split]
     n_text = round(n * text_share)
-    plan = ["addition"] * n_text + [kinds[i % len(kinds)] for i in range(n - n_text)]
+    plan = [text_kind] * n_text + [kinds[i % len(kinds)] for i in range(n - n_text)]
     rng.shuffle(plan)
     pairs = []
     for i, kind in enumerate(plan):
         pid = f"synth-{split}-{i:06d}"
-        if kind == "addition":
-            q, c, r = make_addition_pair(*rng.choice(combos), rng)
+        if kind == text_kind:
+            q, c, r = make_text(rng.choice(combos), rng)
             pairs.append(PreferencePair(id=pid, prompt=[{"role": "user", "content": q}], chosen=c, rejected=r,
-                                        source="synth/addition", meta={"kind": kind}))  # fmt: skip
+                                        source=f"synth/{kind}", meta={"kind": kind}))  # fmt: skip
             continue
         while True:  # redraw the (rare) exact duplicate so no prompt+image repeats within or across splits
             img, q, c, r = make_image_pair(kind, rng)
@@ -156,13 +183,13 @@ def synth_split(out: Path, split: str, n: int, seed: int, text_share: float, see
 
 
 def synthesize(out_dir: str | Path, *, pairs: int = 2000, eval_pairs: int = 400, seed: int = 0,
-               text_share: float = 0.2, kinds=IMAGE_KINDS) -> dict:  # fmt: skip
+               text_share: float = 0.2, kinds=IMAGE_KINDS, text_kind: str = "code") -> dict:  # fmt: skip
     """Write train (`pairs`), validation and test (`eval_pairs` each). Returns counts per split and kind."""
     out = Path(out_dir)
     seen: set[str] = set()
     counts = {}
     for split, n in (("train", pairs), ("validation", eval_pairs), ("test", eval_pairs)):
-        made = synth_split(out, split, n, seed, text_share, seen, tuple(kinds))
+        made = synth_split(out, split, n, seed, text_share, seen, tuple(kinds), text_kind)
         counts[split] = {}
         for p in made:
             counts[split][p.meta["kind"]] = counts[split].get(p.meta["kind"], 0) + 1
@@ -174,13 +201,14 @@ def add_args(p) -> None:
     p.add_argument("--pairs", type=int, default=2000, help="training pairs")
     p.add_argument("--eval-pairs", type=int, default=400, help="pairs in each of validation and test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--text-share", type=float, default=0.2, help="share of text-only (addition) pairs")
+    p.add_argument("--text-share", type=float, default=0.2, help="share of text-only pairs")
+    p.add_argument("--text-kind", default="code", choices=TEXT_KINDS, help="the text-only task")
     p.add_argument("--kinds", default=",".join(IMAGE_KINDS), help="image kinds, comma-separated")
 
 
 def run(args) -> dict:
     kinds = tuple(k for k in args.kinds.split(",") if k)
     counts = synthesize(args.out, pairs=args.pairs, eval_pairs=args.eval_pairs, seed=args.seed,
-                        text_share=args.text_share, kinds=kinds)  # fmt: skip
+                        text_share=args.text_share, kinds=kinds, text_kind=args.text_kind)  # fmt: skip
     out = Path(args.out)
     return {"out": str(out), "splits": {s: str(out / f"{s}.jsonl") for s in counts}, "counts": counts}
