@@ -90,14 +90,6 @@ def all_sum(value: float | int, device: torch.device | None = None) -> float:
     return t.item()
 
 
-def all_max(value: float | int, device: torch.device | None = None) -> float:
-    if not dist.is_initialized():
-        return value
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device or current().device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.item()
-
-
 def broadcast_object(obj, src: int = 0):
     """Rank `src`'s object on every rank."""
     if not dist.is_initialized():

@@ -86,19 +86,24 @@ def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str, lazy
     return pairs, stats
 
 
-def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype, info) -> dict:
-    """Validation pairs split across ranks (every rank runs the same number of forwards), gathered on rank 0;
-    the stats are returned on every rank."""
+def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) -> dict:
+    """Validation pairs dealt to the ranks in units of one forward (the same number on every rank, as sharded
+    models need) and gathered on rank 0, as `basereward eval` does; the stats are returned on every rank."""
+    from basereward.eval.distributed_scoring import score_sharded
+
     runner = inner(engine)  # DDP: the plain module (no collectives); FSDP: the sharded root itself
     runner.eval()
     n = min(cfg.max_eval_pairs or len(pairs), len(pairs))
-    mine = [pairs[i] for i in distributed.shard_indices(n, info.rank, info.world_size)]
-    chosen, rejected = score_pairs(
-        runner, encoder, mine, max_rows=cfg.eval_batch_size, autocast_dtype=autocast_dtype
-    )
+
+    def score(batch):
+        chosen, rejected = score_pairs(runner, encoder, batch, max_rows=cfg.eval_batch_size,
+                                       autocast_dtype=autocast_dtype)  # fmt: skip
+        return list(zip(chosen, rejected))
+
+    rewards, _ = score_sharded([pairs[i] for i in range(n)], score, max(1, cfg.eval_batch_size // 2), "eval",
+                               progress=False)  # fmt: skip
     runner.train()
-    rewards = distributed.gather_in_order(list(zip(chosen, rejected)), n)
-    stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if info.is_main else None
+    stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if rewards is not None else None
     return distributed.broadcast_object(stats)
 
 
@@ -289,7 +294,7 @@ def loop(run: Run) -> tuple[int, dict, dict]:
         if step % cfg.log_every == 0 or step == run.total_steps:
             window, t_loop = torch.zeros(4, dtype=torch.float64), time.time()
         if run.val_pairs and cfg.eval_every and step % cfg.eval_every == 0 and step != run.total_steps:
-            last_eval = evaluate(run.engine, run.encoder, run.val_pairs, cfg, run.autocast_dtype, info)
+            last_eval = evaluate(run.engine, run.encoder, run.val_pairs, cfg, run.autocast_dtype)
             if logger is not None:
                 logger.log("eval", {"step": step, **last_eval})
         if cfg.save_every and step % cfg.save_every == 0 and step != run.total_steps:
@@ -310,7 +315,7 @@ def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
     cfg, info = run.cfg, run.info
     train_seconds = time.time() - run.t_start
     if run.val_pairs:
-        last_eval = evaluate(run.engine, run.encoder, run.val_pairs, cfg, run.autocast_dtype, info)
+        last_eval = evaluate(run.engine, run.encoder, run.val_pairs, cfg, run.autocast_dtype)
         if info.is_main:
             with MetricsLogger(run.out, False) as logger:
                 logger.log("eval", {"step": step, **last_eval})

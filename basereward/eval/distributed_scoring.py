@@ -32,7 +32,7 @@ def join(device: str = "auto") -> distributed.DistInfo:
 
 
 def score_sharded(
-    items: Sequence, score: Callable[[list], list], unit: int, desc: str
+    items: Sequence, score: Callable[[list], list], unit: int, desc: str, progress: bool = True
 ) -> tuple[list | None, float]:
     """`score` (a list of items -> one result per item) over this rank's units of `unit` items. Returns every
     result in the original order on rank 0 (None on the others) and the seconds from the common start to the
@@ -45,7 +45,7 @@ def score_sharded(
     t0 = time.perf_counter()
     local, error = [], None
     with tqdm(total=sum(map(len, spans)), desc=desc, unit="pair", file=sys.stderr, mininterval=0.5,
-              disable=not info.is_main) as bar:  # fmt: skip
+              disable=not (progress and info.is_main)) as bar:  # fmt: skip
         try:
             for span in spans:
                 local.append(score([items[i] for i in span]))
