@@ -87,8 +87,9 @@ def load_checkpoint(ckpt_dir: Path, *, model, optimizer, scheduler) -> dict:
         dcp.load({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(ckpt_dir / DCP_DIR))
     # strict=False: the frozen keys are absent on purpose; every trained key was requested from DCP above, and
     # dcp.load fails on any it cannot find
-    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
-                   options=_options(strict=False))  # fmt: skip
+    set_state_dict(
+        model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd, options=_options(strict=False)
+    )
     scheduler.load_state_dict(state["scheduler"])
     return state
 
@@ -128,8 +129,10 @@ def load_model_weights(ckpt_dir: Path, model) -> None:
 def read_state(ckpt_dir: Path) -> dict:
     ckpt_dir = Path(ckpt_dir)
     if (ckpt_dir / LEGACY_STATE).is_file() and not (ckpt_dir / STATE_JSON).is_file():
-        raise ValueError(f"{ckpt_dir}: a checkpoint from an older basereward (trainer_state.pt); resume it with "
-                         "that version, or start again from its model files with resume=none")  # fmt: skip
+        raise ValueError(
+            f"{ckpt_dir}: a checkpoint from an older basereward (trainer_state.pt); resume it with "
+            "that version, or start again from its model files with resume=none"
+        )
     if not (ckpt_dir / STATE_JSON).is_file():
         raise FileNotFoundError(f"{ckpt_dir}: no {STATE_JSON}; not a complete training checkpoint")
     return json.loads((ckpt_dir / STATE_JSON).read_text())
@@ -140,8 +143,11 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    done = [p for p in root.glob("step-*")
-            if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_JSON).is_file()]  # fmt: skip
+    done = [
+        p
+        for p in root.glob("step-*")
+        if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_JSON).is_file()
+    ]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 

@@ -63,8 +63,15 @@ class Batch:
     def model_inputs(self) -> dict:
         """Keyword arguments for the backbone forward (vision keys only when present)."""
         kw = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        for name in ("mm_token_type_ids", "position_ids", "pixel_values", "image_grid_thw",
-                     "pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):  # fmt: skip
+        for name in (
+            "mm_token_type_ids",
+            "position_ids",
+            "pixel_values",
+            "image_grid_thw",
+            "pixel_values_videos",
+            "video_grid_thw",
+            "second_per_grid_ts",
+        ):
             v = getattr(self, name)
             if v is not None:
                 kw[name] = v

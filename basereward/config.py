@@ -151,8 +151,10 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
-                             f"({self.micro_batch_size})")  # fmt: skip
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
+                f"({self.micro_batch_size})"
+            )
         checks = {"precision": ("fp32", "bf16", "bf16-pure"), "layout": ("shared", "padded")}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
@@ -174,9 +176,11 @@ class TrainConfig:
         """Micro-batches per rank per optimizer step; refuses a global batch that does not divide."""
         per_step = self.micro_batch_size * world_size
         if self.batch_size % per_step:
-            raise DataError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x world size "
-                             f"({self.micro_batch_size} x {world_size} = {per_step}); change batch_size, "
-                             "micro_batch_size or the number of processes")  # fmt: skip
+            raise DataError(
+                f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size x world size "
+                f"({self.micro_batch_size} x {world_size} = {per_step}); change batch_size, "
+                "micro_batch_size or the number of processes"
+            )
         return self.batch_size // per_step
 
 
@@ -232,8 +236,10 @@ def from_dict(cls, data: dict, prefix: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise KeyError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}; "
-                       f"valid keys here: {', '.join(sorted(names))}")  # fmt: skip
+        raise KeyError(
+            f"unknown config key(s): {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys here: {', '.join(sorted(names))}"
+        )
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 

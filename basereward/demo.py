@@ -81,9 +81,17 @@ def benchmark_reports(model_dir: str, test_pairs, out: Path) -> dict:
     headline = {}
     for name, (data, root) in write_all(test_pairs, out / "benchmark-sets").items():
         print(f"--- {name} (synthetic set in the official schema: {data})", flush=True)
-        args = argparse.Namespace(benchmark=name, data=str(data), images=str(root), model=model_dir, scorer=None,
-                                  out=str(out / "reports" / name), limit=None, category_map="official",
-                                  batch_size=16)  # fmt: skip
+        args = argparse.Namespace(
+            benchmark=name,
+            data=str(data),
+            images=str(root),
+            model=model_dir,
+            scorer=None,
+            out=str(out / "reports" / name),
+            limit=None,
+            category_map="official",
+            batch_size=16,
+        )
         res = evaluate.run(args)
         headline[name] = {k: v for k, v in res.items() if k not in ("model", "report", "scorer", "benchmark")}
         headline[name]["report"] = res["report"]

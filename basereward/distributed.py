@@ -44,8 +44,11 @@ def init(device: str = "auto", backend: str = "auto", timeout_s: float = 600) ->
     """Join the process group when launched by torchrun (idempotent); otherwise world size 1 on `device`."""
     single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
     if single and not dist.is_initialized():
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                           ("cpu" if device == "auto" else device))  # fmt: skip
+        dev = torch.device(
+            "cuda"
+            if device == "auto" and torch.cuda.is_available()
+            else ("cpu" if device == "auto" else device)
+        )
         return DistInfo(device=dev)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda")
@@ -54,8 +57,9 @@ def init(device: str = "auto", backend: str = "auto", timeout_s: float = 600) ->
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     be = backend if backend != "auto" else ("nccl" if use_cuda else "gloo")
     if not dist.is_initialized():
-        dist.init_process_group(be, timeout=datetime.timedelta(seconds=timeout_s),
-                                device_id=dev if use_cuda else None)  # fmt: skip
+        dist.init_process_group(
+            be, timeout=datetime.timedelta(seconds=timeout_s), device_id=dev if use_cuda else None
+        )
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev, be)
 
 

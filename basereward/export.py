@@ -43,9 +43,13 @@ def add_args(p) -> None:
         "--model", required=True, help="trained reward-model directory (full or LoRA adapter checkpoint)"
     )
     p.add_argument("--out", required=True, help="new directory to write (must not exist or be empty)")
-    p.add_argument("--format", default="basereward", choices=["basereward", "hf"],
-                   help="basereward: plain checkpoint; hf: the same + reward_head.{safetensors,json} for stock "
-                   "transformers")  # fmt: skip
+    p.add_argument(
+        "--format",
+        default="basereward",
+        choices=["basereward", "hf"],
+        help="basereward: plain checkpoint; hf: the same + reward_head.{safetensors,json} for stock "
+        "transformers",
+    )
     p.add_argument("--base-model", default=None, help="an adapter checkpoint's base model, if it has moved")
 
 
@@ -73,8 +77,13 @@ def run(args) -> dict:
     if out.exists():
         out.rmdir()  # checked empty above
     tmp.rename(out)
-    return {"out": str(out), "format": args.format, "model_type": model.model_type, "merged_adapter": adapter,
-            "files": sorted(p.name for p in out.iterdir())}  # fmt: skip
+    return {
+        "out": str(out),
+        "format": args.format,
+        "model_type": model.model_type,
+        "merged_adapter": adapter,
+        "files": sorted(p.name for p in out.iterdir()),
+    }
 
 
 def from_step_checkpoint(ckpt_dir: Path, base_model: str | None):

@@ -125,10 +125,16 @@ def read_arch(path: str | Path) -> Arch:
     # transformers 5 writes the text dimensions under text_config; 4.x hub configs keep them at the top level
     t = {**cfg, **(cfg.get("text_config") or {})}
     heads, hidden = need(t, "num_attention_heads"), need(t, "hidden_size")
-    text = Text(hidden=hidden, intermediate=need(t, "intermediate_size"), layers=need(t, "num_hidden_layers"),
-                heads=heads, kv_heads=int(t.get("num_key_value_heads") or heads),
-                head_dim=int(t.get("head_dim") or hidden // heads), vocab=need(t, "vocab_size"),
-                tied=bool(cfg.get("tie_word_embeddings", t.get("tie_word_embeddings", False))))  # fmt: skip
+    text = Text(
+        hidden=hidden,
+        intermediate=need(t, "intermediate_size"),
+        layers=need(t, "num_hidden_layers"),
+        heads=heads,
+        kv_heads=int(t.get("num_key_value_heads") or heads),
+        head_dim=int(t.get("head_dim") or hidden // heads),
+        vocab=need(t, "vocab_size"),
+        tied=bool(cfg.get("tie_word_embeddings", t.get("tie_word_embeddings", False))),
+    )
     if model_type == "qwen2":
         return Arch(model_type, text, None)
     v = cfg.get("vision_config") or {}
@@ -138,10 +144,18 @@ def read_arch(path: str | Path) -> Arch:
     else:  # Qwen2-VL: embed_dim is the tower's width, hidden_size the merger's output (the LM's width)
         dim, out = vn("embed_dim"), vn("hidden_size")
         inter = int(dim * v.get("mlp_ratio", 4))
-    vision = Vision(kind=model_type, depth=vn("depth"), dim=dim, intermediate=inter, heads=vn("num_heads"),
-                    patch=int(v.get("patch_size", 14)), temporal=int(v.get("temporal_patch_size", 2)),
-                    merge=int(v.get("spatial_merge_size", 2)), out=out,
-                    channels=int(v.get("in_channels", v.get("in_chans", 3))))  # fmt: skip
+    vision = Vision(
+        kind=model_type,
+        depth=vn("depth"),
+        dim=dim,
+        intermediate=inter,
+        heads=vn("num_heads"),
+        patch=int(v.get("patch_size", 14)),
+        temporal=int(v.get("temporal_patch_size", 2)),
+        merge=int(v.get("spatial_merge_size", 2)),
+        out=out,
+        channels=int(v.get("in_channels", v.get("in_chans", 3))),
+    )
     return Arch(model_type, text, vision)
 
 
@@ -157,8 +171,14 @@ def param_counts(arch: Arch, head_layers: int = 2) -> dict[str, int]:
     h, q, kv, i = t.hidden, t.heads * t.head_dim, t.kv_heads * t.head_dim, t.intermediate
     # q, k, v with bias; o and the MLP without; two RMSNorm weights
     layer = (h * q + q) + 2 * (h * kv + kv) + q * h + 3 * h * i + 2 * h
-    n = {"embed": t.vocab * h, "layer": layer, "layers": t.layers * layer, "norm": h,
-         "head": head_params(h, head_layers), "lm_head_dropped": 0 if t.tied else t.vocab * h}  # fmt: skip
+    n = {
+        "embed": t.vocab * h,
+        "layer": layer,
+        "layers": t.layers * layer,
+        "norm": h,
+        "head": head_params(h, head_layers),
+        "lm_head_dropped": 0 if t.tied else t.vocab * h,
+    }
     v = arch.vision
     if v is not None:
         d, vi, wide = v.dim, v.intermediate, v.dim * v.merge**2
@@ -167,8 +187,12 @@ def param_counts(arch: Arch, head_layers: int = 2) -> dict[str, int]:
             block, ln = attn + 2 * (d * vi + vi) + (vi * d + d) + 2 * d, d
         else:  # fc1/fc2 with biases, LayerNorms (weight + bias)
             block, ln = attn + (d * vi + vi) + (vi * d + d) + 4 * d, 2 * d
-        n.update(patch_embed=v.channels * v.temporal * v.patch**2 * d, block=block, blocks=v.depth * block,
-                 merger=ln + wide * wide + wide + wide * v.out + v.out)  # fmt: skip
+        n.update(
+            patch_embed=v.channels * v.temporal * v.patch**2 * d,
+            block=block,
+            blocks=v.depth * block,
+            merger=ln + wide * wide + wide + wide * v.out + v.out,
+        )
     return n
 
 
@@ -178,8 +202,21 @@ def lora_params(t: Text, rank: int) -> int:
     return t.layers * rank * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h))
 
 
-def layer_act_bytes(hidden, attn, inter, heads, c, res, mixed, *, gated=True, rms=True, casts=(3, 2), lora=0,
-                    trained_norms=True) -> int:  # fmt: skip
+def layer_act_bytes(
+    hidden,
+    attn,
+    inter,
+    heads,
+    c,
+    res,
+    mixed,
+    *,
+    gated=True,
+    rms=True,
+    casts=(3, 2),
+    lora=0,
+    trained_norms=True,
+) -> int:
     """Bytes autograd saves per token in one decoder layer or vision block (see the module docstring). attn:
     elements of q/k/v/output tensors kept; c: compute bytes; res: bytes of the normalised input a norm keeps;
     mixed: autocast, which casts a norm's fp32 output once per linear reading it (casts: per norm)."""
@@ -194,9 +231,19 @@ def layer_act_bytes(hidden, attn, inter, heads, c, res, mixed, *, gated=True, rm
     return norm(casts[0]) + c * attn + 4 * heads + norm(casts[1]) + mlp + len(LORA_TARGETS) * lora * c
 
 
-def activation_bytes(arch: Arch, precision: str, rows: int, length: int, image_tokens: int, *,
-                     checkpointing: bool, train_vision: bool, train_merger: bool, lora: int = 0,
-                     lora_dropout: bool = False) -> dict:  # fmt: skip
+def activation_bytes(
+    arch: Arch,
+    precision: str,
+    rows: int,
+    length: int,
+    image_tokens: int,
+    *,
+    checkpointing: bool,
+    train_vision: bool,
+    train_merger: bool,
+    lora: int = 0,
+    lora_dropout: bool = False,
+) -> dict:
     """Activation bytes of one micro-batch: {"text", "vision", "recompute", "backward"}. With checkpointing,
     text and vision keep each layer's / block's input and `recompute` is the largest single layer's full set
     (backward recomputes one layer at a time, text layers first: the towers' sets are never alive at once)."""
@@ -204,8 +251,9 @@ def activation_bytes(arch: Arch, precision: str, rows: int, length: int, image_t
     mixed, tokens = precision == "bf16", rows * length
     q, kv = t.heads * t.head_dim, t.kv_heads * t.head_dim
     # q (rotated), k and v twice each, the attention output and o_proj's input
-    per_layer = layer_act_bytes(t.hidden, 3 * q + 4 * kv, t.intermediate, t.heads, c, res, mixed, lora=lora,
-                                trained_norms=lora == 0)  # fmt: skip
+    per_layer = layer_act_bytes(
+        t.hidden, 3 * q + 4 * kv, t.intermediate, t.heads, c, res, mixed, lora=lora, trained_norms=lora == 0
+    )
     adapter_in = 5 * t.hidden + q + t.intermediate  # inputs of the 7 adapters of a layer
     if lora and lora_dropout:  # each adapter keeps its dropout mask and its own dropped input (measured)
         per_layer += adapter_in * (1 + c)
@@ -223,9 +271,12 @@ def activation_bytes(arch: Arch, precision: str, rows: int, length: int, image_t
     # LoRA freezes the embeddings: without checkpointing the first layer's input needs no gradient, and its first
     # norm keeps neither x nor 1/rms (under checkpointing each layer keeps just its input either way)
     first = 4 * t.hidden + 4 if lora and not checkpointing else 0
-    out = {"text": tokens * (t.layers * kept + outside - first), "vision": 0,
-           "recompute": tokens * per_layer + transient if checkpointing else 0,
-           "backward": 0 if checkpointing else backward + transient}  # fmt: skip
+    out = {
+        "text": tokens * (t.layers * kept + outside - first),
+        "vision": 0,
+        "recompute": tokens * per_layer + transient if checkpointing else 0,
+        "backward": 0 if checkpointing else backward + transient,
+    }
     v = arch.vision
     tower_grad = v is not None and train_vision
     if v is None or not (tower_grad or train_merger):
@@ -241,8 +292,18 @@ def activation_bytes(arch: Arch, precision: str, rows: int, length: int, image_t
     if tower_grad:
         q25 = v.kind == "qwen2_5_vl"
         # attention keeps the fused qkv output whole (v is a view of it), rotated q and k, out, proj's input
-        per_block = layer_act_bytes(v.dim, 7 * v.dim, v.intermediate, v.heads, c, res, mixed, gated=q25,
-                                    rms=q25, casts=(1, 2 if q25 else 1))  # fmt: skip
+        per_block = layer_act_bytes(
+            v.dim,
+            7 * v.dim,
+            v.intermediate,
+            v.heads,
+            c,
+            res,
+            mixed,
+            gated=q25,
+            rms=q25,
+            casts=(1, 2 if q25 else 1),
+        )
         vis += 2 * 4 * v.dim // v.heads  # rotary cos/sin
         vis += c * v.channels * v.temporal * v.patch**2 if train_vision else 0  # patch embedding's input
         vis += v.depth * (res * v.dim if checkpointing else per_block)
@@ -252,11 +313,25 @@ def activation_bytes(arch: Arch, precision: str, rows: int, length: int, image_t
     return out
 
 
-def plan(arch: Arch, *, gpus: int = 1, strategy: str = "ddp", precision: str = "bf16", lora: int = 0,
-         lora_dropout: float = 0.0, micro_batch: int = 2, max_length: int = 4096, image_tokens: int = 640,
-         checkpointing: bool = False, freeze_vision: bool = True, freeze_aligner: bool = False,
-         cpu_offload: bool = False, head_layers: int = 2, gpu_memory_gb: float = 80.0,
-         overhead_gb: float = 2.0) -> dict:  # fmt: skip
+def plan(
+    arch: Arch,
+    *,
+    gpus: int = 1,
+    strategy: str = "ddp",
+    precision: str = "bf16",
+    lora: int = 0,
+    lora_dropout: float = 0.0,
+    micro_batch: int = 2,
+    max_length: int = 4096,
+    image_tokens: int = 640,
+    checkpointing: bool = False,
+    freeze_vision: bool = True,
+    freeze_aligner: bool = False,
+    cpu_offload: bool = False,
+    head_layers: int = 2,
+    gpu_memory_gb: float = 80.0,
+    overhead_gb: float = 2.0,
+) -> dict:
     """Every memory term per GPU (GiB; exact bytes under "bytes"), the parameter counts, whether it fits."""
     n, v = param_counts(arch, head_layers), arch.vision
     lm, merger = n["embed"] + n["layers"] + n["norm"], n.get("merger", 0)
@@ -268,8 +343,11 @@ def plan(arch: Arch, *, gpus: int = 1, strategy: str = "ddp", precision: str = "
     w, c, _ = PRECISION[precision]
     shards = gpus if strategy == "fsdp" else 1
     # the head is fp32 in every precision: 4 B weight, 4 B gradient, 8 B AdamW state
-    terms = {"weights": (backbone * w + 4 * head) / shards, "gradients": (trained * w + 4 * head) / shards,
-             "optimizer": (trained * 2 * w + 8 * head) / shards}  # fmt: skip
+    terms = {
+        "weights": (backbone * w + 4 * head) / shards,
+        "gradients": (trained * w + 4 * head) / shards,
+        "optimizer": (trained * 2 * w + 8 * head) / shards,
+    }
     cpu = sum(terms.values()) if cpu_offload else 0.0
     if cpu_offload:
         terms = dict.fromkeys(terms, 0.0)
@@ -292,15 +370,32 @@ def plan(arch: Arch, *, gpus: int = 1, strategy: str = "ddp", precision: str = "
     terms["ddp_buckets"] = terms["gradients"] if strategy == "ddp" and gpus > 1 else 0
     # fsdp gathers bf16 parameters under bf16 (MixedPrecisionPolicy): the forward is that of bf16-pure
     act_precision = "bf16-pure" if strategy == "fsdp" and precision == "bf16" else precision
-    acts = activation_bytes(arch, act_precision, micro_batch, max_length, image_tokens if v else 0,
-                            checkpointing=checkpointing, train_vision=not freeze_vision,
-                            train_merger=not freeze_aligner, lora=lora, lora_dropout=lora_dropout > 0)  # fmt: skip
+    acts = activation_bytes(
+        arch,
+        act_precision,
+        micro_batch,
+        max_length,
+        image_tokens if v else 0,
+        checkpointing=checkpointing,
+        train_vision=not freeze_vision,
+        train_merger=not freeze_aligner,
+        lora=lora,
+        lora_dropout=lora_dropout > 0,
+    )
     terms["activations"] = sum(acts.values())
     terms["overhead"] = overhead_gb * GIB
     total = sum(terms.values())
-    params = {"language_model": lm, "embeddings": n["embed"], "vision_tower": tower, "merger": merger,
-              "head": head, "lora_adapters": adapters, "lm_head_dropped": n["lm_head_dropped"],
-              "total": backbone + head, "trained": trained + head}  # fmt: skip
+    params = {
+        "language_model": lm,
+        "embeddings": n["embed"],
+        "vision_tower": tower,
+        "merger": merger,
+        "head": head,
+        "lora_adapters": adapters,
+        "lm_head_dropped": n["lm_head_dropped"],
+        "total": backbone + head,
+        "trained": trained + head,
+    }
     return {
         "fits": total <= gpu_memory_gb * GIB,
         "per_gpu_gb": round(total / GIB, 2),
@@ -323,18 +418,30 @@ def add_args(p) -> None:
     a("--gpus", type=int, default=1, help="GPUs in the run (fsdp shards over all of them)")
     a("--gpu-memory", type=float, default=80.0, help="memory of one GPU in GiB (default 80)")
     a("--strategy", choices=["ddp", "fsdp"], default="ddp", help="ddp: replicated; fsdp: sharded")
-    a("--precision", choices=list(PRECISION), default="bf16",
-      help="fp32 | bf16 (autocast, fp32 master weights) | bf16-pure (bf16 weights); default: bf16")  # fmt: skip
+    a(
+        "--precision",
+        choices=list(PRECISION),
+        default="bf16",
+        help="fp32 | bf16 (autocast, fp32 master weights) | bf16-pure (bf16 weights); default: bf16",
+    )
     a("--lora", type=int, default=0, metavar="R", help="LoRA rank on q,k,v,o,gate,up,down (0: full)")
     a("--lora-dropout", type=float, default=0.0, help="LoRA dropout (> 0: a mask and a copy per adapter)")
     a("--micro-batch-size", type=int, default=2, help="pairs per forward = prefix-shared rows (default 2)")
     a("--max-length", type=int, default=4096, help="tokens per row [prompt | chosen | rejected] (4096)")
     a("--image-tokens", type=int, default=640, help="merged image tokens per row (recipe max_pixels -> 640)")
     a("--gradient-checkpointing", action="store_true", help="recompute each layer in backward")
-    a("--freeze-vision", action=argparse.BooleanOptionalAction, default=True,
-      help="freeze the vision tower's blocks and patch embedding (default on, as the recipe)")  # fmt: skip
-    a("--freeze-aligner", action=argparse.BooleanOptionalAction, default=False,
-      help="freeze the vision-language merger (default off: it trains, as in the recipe)")  # fmt: skip
+    a(
+        "--freeze-vision",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="freeze the vision tower's blocks and patch embedding (default on, as the recipe)",
+    )
+    a(
+        "--freeze-aligner",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="freeze the vision-language merger (default off: it trains, as in the recipe)",
+    )
     a("--cpu-offload", action="store_true", help="fsdp: sharded weights/gradients/optimizer in host memory")
     a("--head-layers", type=int, default=2, help="reward-head Linear layers (default 2)")
     a("--overhead-gb", type=float, default=2.0, help="fixed per-GPU overhead in GiB (default 2)")
@@ -353,13 +460,24 @@ def run(args) -> dict:
     if args.cpu_offload and args.strategy != "fsdp":
         raise DataError("--cpu-offload needs --strategy fsdp")
     arch = read_arch(args.backbone)
-    result = plan(arch, gpus=args.gpus, strategy=args.strategy, precision=args.precision, lora=args.lora,
-                  lora_dropout=args.lora_dropout,
-                  micro_batch=args.micro_batch_size, max_length=args.max_length,
-                  image_tokens=args.image_tokens, checkpointing=args.gradient_checkpointing,
-                  freeze_vision=args.freeze_vision, freeze_aligner=args.freeze_aligner,
-                  cpu_offload=args.cpu_offload, head_layers=args.head_layers, gpu_memory_gb=args.gpu_memory,
-                  overhead_gb=args.overhead_gb)  # fmt: skip
+    result = plan(
+        arch,
+        gpus=args.gpus,
+        strategy=args.strategy,
+        precision=args.precision,
+        lora=args.lora,
+        lora_dropout=args.lora_dropout,
+        micro_batch=args.micro_batch_size,
+        max_length=args.max_length,
+        image_tokens=args.image_tokens,
+        checkpointing=args.gradient_checkpointing,
+        freeze_vision=args.freeze_vision,
+        freeze_aligner=args.freeze_aligner,
+        cpu_offload=args.cpu_offload,
+        head_layers=args.head_layers,
+        gpu_memory_gb=args.gpu_memory,
+        overhead_gb=args.overhead_gb,
+    )
     print(table(arch, args, result))
     return {"backbone": str(args.backbone), "model_type": arch.model_type, **result}
 
@@ -371,18 +489,29 @@ def table(arch: Arch, args, r: dict) -> str:
     parts = [f"language model {b(n['language_model'])} (embeddings {b(n['embeddings'])})"]
     parts += [f"vision {b(n['vision_tower'] + n['merger'])}"] if vl else []
     parts += [f"head {n['head'] / 1e6:.1f} M"] + ([f"LoRA {b(n['lora_adapters'])}"] if args.lora else [])
-    setup = [f"{args.gpus} GPU{'s' if args.gpus > 1 else ''} {args.strategy}"
-             + (" + cpu offload" if args.cpu_offload else ""), args.precision,
-             f"LoRA r={args.lora}" if args.lora else "full fine-tune",
-             f"micro-batch {args.micro_batch_size} x {args.max_length} tokens"
-             + (f", {args.image_tokens} image tokens" if vl else ""),
-             f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}"]  # fmt: skip
+    setup = [
+        f"{args.gpus} GPU{'s' if args.gpus > 1 else ''} {args.strategy}"
+        + (" + cpu offload" if args.cpu_offload else ""),
+        args.precision,
+        f"LoRA r={args.lora}" if args.lora else "full fine-tune",
+        f"micro-batch {args.micro_batch_size} x {args.max_length} tokens"
+        + (f", {args.image_tokens} image tokens" if vl else ""),
+        f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}",
+    ]
     if vl:
         setup.append(f"vision tower {'frozen' if args.freeze_vision else 'trained'}")
-    lines = [f"{arch.model_type} from {args.backbone}: {b(n['total'])} parameters: " + ", ".join(parts),
-             f"  trained {b(n['trained'])}; " + (f"not counted: the LM head ({b(n['lm_head_dropped'])})"
-                                                  if n["lm_head_dropped"] else "the LM head is tied (none to drop)"),
-             "setup: " + ", ".join(setup), "", f"{'term':<14}{'GiB per GPU':>12}"]  # fmt: skip
+    lines = [
+        f"{arch.model_type} from {args.backbone}: {b(n['total'])} parameters: " + ", ".join(parts),
+        f"  trained {b(n['trained'])}; "
+        + (
+            f"not counted: the LM head ({b(n['lm_head_dropped'])})"
+            if n["lm_head_dropped"]
+            else "the LM head is tied (none to drop)"
+        ),
+        "setup: " + ", ".join(setup),
+        "",
+        f"{'term':<14}{'GiB per GPU':>12}",
+    ]
     lines += [f"{k:<14}{r[k + '_gb']:>12.2f}" for k in TERMS]
     verdict = "fits" if r["fits"] else "does NOT fit"
     lines.append(f"{'total':<14}{r['per_gpu_gb']:>12.2f}   of {r['gpu_memory_gb']:g} GiB: {verdict}")

@@ -48,8 +48,14 @@ def run(args) -> dict | None:
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for p, (c, r) in zip(pairs, rewards):
-            rec = {"id": p.id, "reward_chosen": c, "reward_rejected": r, "normalized_chosen": scorer.normalize(c),
-                   "normalized_rejected": scorer.normalize(r), "correct": c > r}  # fmt: skip
+            rec = {
+                "id": p.id,
+                "reward_chosen": c,
+                "reward_rejected": r,
+                "normalized_chosen": scorer.normalize(c),
+                "normalized_rejected": scorer.normalize(r),
+                "correct": c > r,
+            }
             f.write(json.dumps(rec) + "\n")
     tmp.replace(out)
     summary = pair_stats([c for c, _ in rewards], [r for _, r in rewards])

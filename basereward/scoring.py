@@ -29,8 +29,15 @@ def batch_rewards(model, batch: Batch) -> list[list[float]]:
 
 
 @torch.inference_mode()
-def score_encoded(model, encoded: Sequence[EncodedSample], pad_id: int, *, max_rows: int = 16,
-                  autocast_dtype: torch.dtype | None = None, layout: str = "shared") -> list[list[float]]:  # fmt: skip
+def score_encoded(
+    model,
+    encoded: Sequence[EncodedSample],
+    pad_id: int,
+    *,
+    max_rows: int = 16,
+    autocast_dtype: torch.dtype | None = None,
+    layout: str = "shared",
+) -> list[list[float]]:
     """Rewards for already-encoded samples, at most `max_rows` responses per forward (a sample is never split).
 
     layout "shared" (default) encodes each prompt and its images once for all its responses; "padded" repeats
@@ -65,8 +72,16 @@ class RewardScorer:
     `normalize(r)` maps a raw reward to the checkpoint's validation-calibrated scale ((r - mean) / std).
     """
 
-    def __init__(self, model, processor, *, batch_size: int = 16, autocast_dtype: torch.dtype | None = None,
-                 progress: bool = False, layout: str = "shared"):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        batch_size: int = 16,
+        autocast_dtype: torch.dtype | None = None,
+        progress: bool = False,
+        layout: str = "shared",
+    ):
         self.model = model
         self.processor = processor
         self.encoder = Encoder(processor, model.model_type, model.pool_token)
@@ -87,8 +102,16 @@ class RewardScorer:
         bar = tqdm(total=len(samples), desc="scoring", unit="sample", disable=not show, leave=False)
         for start in range(0, len(samples), step):
             chunk = [self.encode(s) for s in samples[start : start + step]]
-            out.extend(score_encoded(self.model, chunk, self.encoder.pad_id, max_rows=self.batch_size,
-                                     autocast_dtype=self.autocast_dtype, layout=self.layout))  # fmt: skip
+            out.extend(
+                score_encoded(
+                    self.model,
+                    chunk,
+                    self.encoder.pad_id,
+                    max_rows=self.batch_size,
+                    autocast_dtype=self.autocast_dtype,
+                    layout=self.layout,
+                )
+            )
             bar.update(len(chunk))
         bar.close()
         return out
@@ -103,8 +126,14 @@ class RewardScorer:
     sigmoid = staticmethod(sigmoid)
 
 
-def load_scorer(model_dir: str | Path, *, device: str | None = None, batch_size: int = 16,
-                dtype: str = "auto", progress: bool = True) -> RewardScorer:  # fmt: skip
+def load_scorer(
+    model_dir: str | Path,
+    *,
+    device: str | None = None,
+    batch_size: int = 16,
+    dtype: str = "auto",
+    progress: bool = True,
+) -> RewardScorer:
     """Load a checkpoint directory as a `RewardScorer`. dtype: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 |
     bf16."""
     from basereward.model.reward_model import load_reward_model
@@ -112,15 +141,28 @@ def load_scorer(model_dir: str | Path, *, device: str | None = None, batch_size:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, processor = load_reward_model(model_dir, device=device)
     use_bf16 = dtype == "bf16" or (dtype == "auto" and device.startswith("cuda"))
-    return RewardScorer(model, processor, batch_size=batch_size, autocast_dtype=torch.bfloat16 if use_bf16 else None,
-                        progress=progress)  # fmt: skip
+    return RewardScorer(
+        model,
+        processor,
+        batch_size=batch_size,
+        autocast_dtype=torch.bfloat16 if use_bf16 else None,
+        progress=progress,
+    )
 
 
 Scorer = Callable[[Sequence[Sample]], list[list[float]]]
 
 
-def score_pairs(model, encoder: Encoder, pairs, *, max_rows: int = 16, autocast_dtype: torch.dtype | None = None,
-                progress: bool = False, layout: str = "shared") -> tuple[list[float], list[float]]:  # fmt: skip
+def score_pairs(
+    model,
+    encoder: Encoder,
+    pairs,
+    *,
+    max_rows: int = 16,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    layout: str = "shared",
+) -> tuple[list[float], list[float]]:
     """(chosen rewards, rejected rewards) for a sequence of PreferencePair, through the one scoring path."""
     from tqdm.auto import tqdm
 

@@ -60,8 +60,15 @@ def install_vision_keepalive(model: nn.Module) -> None:
     model.vision_keepalive = keepalive
 
 
-def wrap(model: nn.Module, info: DistInfo, *, strategy: str, precision: str, cpu_offload: bool = False,
-         reshard_after_forward: bool = True) -> nn.Module:  # fmt: skip
+def wrap(
+    model: nn.Module,
+    info: DistInfo,
+    *,
+    strategy: str,
+    precision: str,
+    cpu_offload: bool = False,
+    reshard_after_forward: bool = True,
+) -> nn.Module:
     """The module to run forward/backward through: `model` itself at world size 1 or under FSDP (sharded in place),
     a DDP wrapper under DDP. The optimizer and checkpoints always take `model`."""
     if not info.enabled:
@@ -72,12 +79,18 @@ def wrap(model: nn.Module, info: DistInfo, *, strategy: str, precision: str, cpu
 
         # no buffer sync per forward: the only buffers are rotary frequencies, equal on every rank, and a sync per
         # forward would be one more collective that eval forwards (on the inner module) do not make
-        return DistributedDataParallel(model, device_ids=[info.device] if info.device.type == "cuda" else None,
-                                       forward_sync_buffers=False)  # fmt: skip
+        return DistributedDataParallel(
+            model,
+            device_ids=[info.device] if info.device.type == "cuda" else None,
+            forward_sync_buffers=False,
+        )
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" \
-        else MixedPrecisionPolicy()  # fmt: skip
+    mp = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if precision == "bf16"
+        else MixedPrecisionPolicy()
+    )
     if cpu_offload and info.device.type != "cuda":  # FSDP offloads from an accelerator to the CPU
         cpu_offload = False
         if info.is_main:
@@ -85,8 +98,10 @@ def wrap(model: nn.Module, info: DistInfo, *, strategy: str, precision: str, cpu
                 "distributed.cpu_offload: ignored on CPU (the sharded state is in CPU memory already)",
                 flush=True,
             )
-    kw = dict(offload_policy=CPUOffloadPolicy() if cpu_offload else OffloadPolicy(),
-              reshard_after_forward=reshard_after_forward)  # fmt: skip
+    kw = dict(
+        offload_policy=CPUOffloadPolicy() if cpu_offload else OffloadPolicy(),
+        reshard_after_forward=reshard_after_forward,
+    )
     for unit in vision_blocks(model.backbone) + decoder_layers(model.backbone):
         fully_shard(unit, mp_policy=mp, **kw)
     fully_shard(model.head, mp_policy=MixedPrecisionPolicy(param_dtype=torch.float32), **kw)

@@ -22,9 +22,22 @@ class StepBatches(torch.utils.data.Dataset):
     Every rank returns the same number of micro-batch slots; a slot whose pairs were all dropped is None (the
     trainer then runs a zero-weight forward so that collectives stay in step)."""
 
-    def __init__(self, pairs, encoder: Encoder, batch_size: int, micro_batch_size: int, seed: int,
-                 max_length: int | None, num_steps: int, layout: str = "shared", *, rank: int = 0,
-                 world_size: int = 1, on_error: str = "fail", drop_ties: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        pairs,
+        encoder: Encoder,
+        batch_size: int,
+        micro_batch_size: int,
+        seed: int,
+        max_length: int | None,
+        num_steps: int,
+        layout: str = "shared",
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        on_error: str = "fail",
+        drop_ties: bool = False,
+    ):
         self.pairs, self.encoder, self.collate = pairs, encoder, COLLATORS[layout]
         self.batch_size, self.micro = batch_size, micro_batch_size
         self.seed, self.max_length, self.num_steps = seed, max_length, num_steps

@@ -96,12 +96,14 @@ def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) 
     n = min(cfg.max_eval_pairs or len(pairs), len(pairs))
 
     def score(batch):
-        chosen, rejected = score_pairs(runner, encoder, batch, max_rows=cfg.eval_batch_size,
-                                       autocast_dtype=autocast_dtype)  # fmt: skip
+        chosen, rejected = score_pairs(
+            runner, encoder, batch, max_rows=cfg.eval_batch_size, autocast_dtype=autocast_dtype
+        )
         return list(zip(chosen, rejected))
 
-    rewards, _ = score_sharded([pairs[i] for i in range(n)], score, max(1, cfg.eval_batch_size // 2), "eval",
-                               progress=False)  # fmt: skip
+    rewards, _ = score_sharded(
+        [pairs[i] for i in range(n)], score, max(1, cfg.eval_batch_size // 2), "eval", progress=False
+    )
     runner.train()
     stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if rewards is not None else None
     return distributed.broadcast_object(stats)
@@ -167,15 +169,24 @@ def setup(cfg: TrainConfig) -> Run:
     if not (fsdp and info.device.type == "cuda"):  # fully_shard moves each unit to the GPU as it shards it
         model.to(info.device)
     model.train()
-    engine = wrap(model, info, strategy=cfg.distributed.strategy, precision=cfg.precision,
-                  cpu_offload=cfg.distributed.cpu_offload,
-                  reshard_after_forward=cfg.distributed.reshard_after_forward)  # fmt: skip
+    engine = wrap(
+        model,
+        info,
+        strategy=cfg.distributed.strategy,
+        precision=cfg.precision,
+        cpu_offload=cfg.distributed.cpu_offload,
+        reshard_after_forward=cfg.distributed.reshard_after_forward,
+    )
     # FSDP casts to bf16 itself (param_dtype); elsewhere bf16 is autocast over fp32 master weights
     autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" and not fsdp else None
 
     # --- optimizer, schedule, resume
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay),
+        lr=cfg.optim.lr,
+        betas=(cfg.optim.beta1, cfg.optim.beta2),
+        eps=cfg.optim.eps,
+    )
     warmup = (
         cfg.optim.warmup_steps
         if cfg.optim.warmup_steps is not None
@@ -190,18 +201,48 @@ def setup(cfg: TrainConfig) -> Run:
         state = load_checkpoint(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)
         start_step = int(state["step"])
         if info.is_main:
-            print(f"resumed from {resume_dir} at step {start_step} (written by {state.get('world_size', 1)} "
-                  f"process(es), now {info.world_size})", flush=True)  # fmt: skip
+            print(
+                f"resumed from {resume_dir} at step {start_step} (written by {state.get('world_size', 1)} "
+                f"process(es), now {info.world_size})",
+                flush=True,
+            )
 
-    steps = StepBatches(train_pairs, encoder, cfg.batch_size, cfg.micro_batch_size, cfg.seed, cfg.data.max_length,
-                        total_steps, cfg.layout, rank=info.rank, world_size=info.world_size,
-                        on_error=cfg.data.on_error)  # fmt: skip
+    steps = StepBatches(
+        train_pairs,
+        encoder,
+        cfg.batch_size,
+        cfg.micro_batch_size,
+        cfg.seed,
+        cfg.data.max_length,
+        total_steps,
+        cfg.layout,
+        rank=info.rank,
+        world_size=info.world_size,
+        on_error=cfg.data.on_error,
+    )
     filler = None
     if info.enabled:
         tiny = encoder.encode(Sample([{"role": "user", "content": "."}], [".", "."]))
         filler = COLLATORS[cfg.layout]([tiny], encoder.pad_id)
-    return Run(cfg, info, out, model, engine, processor, encoder, optimizer, scheduler, steps, val_pairs,
-               train_stats, total_steps, start_step, autocast_dtype, filler, t_start)  # fmt: skip
+    return Run(
+        cfg,
+        info,
+        out,
+        model,
+        engine,
+        processor,
+        encoder,
+        optimizer,
+        scheduler,
+        steps,
+        val_pairs,
+        train_stats,
+        total_steps,
+        start_step,
+        autocast_dtype,
+        filler,
+        t_start,
+    )
 
 
 def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
@@ -231,20 +272,29 @@ def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
                     continue
                 mb, margins = slot
                 mb = mb.to(info.device)
-                with torch.autocast(info.device.type, dtype=run.autocast_dtype or torch.float32,
-                                    enabled=run.autocast_dtype is not None):  # fmt: skip
+                with torch.autocast(
+                    info.device.type,
+                    dtype=run.autocast_dtype or torch.float32,
+                    enabled=run.autocast_dtype is not None,
+                ):
                     rewards = engine(mb)
                 r_c, r_r = rewards[0::2], rewards[1::2]
                 lengths = mb.response_lengths if cfg.loss.length_norm else None
-                loss, parts = pair_loss(r_c, r_r, margin=margins.to(info.device) if cfg.loss.use_margin else None,
-                                        center_coef=cfg.loss.center_coef,
-                                        len_chosen=lengths[0::2] if lengths is not None else None,
-                                        len_rejected=lengths[1::2] if lengths is not None else None)  # fmt: skip
+                loss, parts = pair_loss(
+                    r_c,
+                    r_r,
+                    margin=margins.to(info.device) if cfg.loss.use_margin else None,
+                    center_coef=cfg.loss.center_coef,
+                    len_chosen=lengths[0::2] if lengths is not None else None,
+                    len_rejected=lengths[1::2] if lengths is not None else None,
+                )
                 # ranks' gradients are averaged by DDP/FSDP: x world size turns that average into the sum
                 (loss * (len(r_c) * info.world_size / n_total)).backward()
                 c, r = r_c.detach().float().cpu(), r_r.detach().float().cpu()
-                sums += torch.tensor([float(pair_loss(c, r)[0]) * len(c), float((c > r).sum()),
-                                      float((c - r).sum()), len(c)], dtype=torch.float64)  # fmt: skip
+                sums += torch.tensor(
+                    [float(pair_loss(c, r)[0]) * len(c), float((c > r).sum()), float((c - r).sum()), len(c)],
+                    dtype=torch.float64,
+                )
         grad_norm = torch.nn.utils.clip_grad_norm_(
             run.model.parameters(), cfg.optim.grad_clip or float("inf")
         )
@@ -264,14 +314,22 @@ def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
 def loop(run: Run) -> tuple[int, dict, dict]:
     cfg, info = run.cfg, run.info
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(run.steps, range(run.start_step, run.total_steps)), batch_size=None,
-        num_workers=cfg.num_workers, persistent_workers=False,
-    )  # fmt: skip
+        torch.utils.data.Subset(run.steps, range(run.start_step, run.total_steps)),
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+    )
     logger = MetricsLogger(run.out, cfg.tensorboard) if info.is_main else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=run.total_steps, initial=run.start_step, desc="train", unit="step",
-               disable=not (cfg.progress and info.is_main), mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        total=run.total_steps,
+        initial=run.start_step,
+        desc="train",
+        unit="step",
+        disable=not (cfg.progress and info.is_main),
+        mininterval=1.0,
+    )
     dropped = {"too_long": 0, "bad_record": 0, "tie": 0}
     window, step, last_eval, t_loop = torch.zeros(4, dtype=torch.float64), run.start_step, {}, time.time()
     for step, (slots, drops) in enumerate(loader, start=run.start_step + 1):
@@ -284,11 +342,19 @@ def loop(run: Run) -> tuple[int, dict, dict]:
         bar.update(1)
         if (step % cfg.log_every == 0 or step == run.total_steps) and logger is not None:
             n = float(window[3]) or 1.0
-            rec = {"step": step, "loss": float(window[0]) / n, "accuracy": float(window[1]) / n,
-                   "margin": float(window[2]) / n, "lr": run.scheduler.get_last_lr()[0], "grad_norm": res["grad_norm"],
-                   "pairs_per_s": float(window[3]) / max(1e-9, time.time() - t_loop),
-                   "skipped_too_long": dropped["too_long"], "skipped_bad_records": dropped["bad_record"],
-                   "elapsed_s": time.time() - run.t_start, **res["parts"]}  # fmt: skip
+            rec = {
+                "step": step,
+                "loss": float(window[0]) / n,
+                "accuracy": float(window[1]) / n,
+                "margin": float(window[2]) / n,
+                "lr": run.scheduler.get_last_lr()[0],
+                "grad_norm": res["grad_norm"],
+                "pairs_per_s": float(window[3]) / max(1e-9, time.time() - t_loop),
+                "skipped_too_long": dropped["too_long"],
+                "skipped_bad_records": dropped["bad_record"],
+                "elapsed_s": time.time() - run.t_start,
+                **res["parts"],
+            }
             logger.log("train", rec)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['accuracy']:.2f}")
         if step % cfg.log_every == 0 or step == run.total_steps:
@@ -298,10 +364,19 @@ def loop(run: Run) -> tuple[int, dict, dict]:
             if logger is not None:
                 logger.log("eval", {"step": step, **last_eval})
         if cfg.save_every and step % cfg.save_every == 0 and step != run.total_steps:
-            save_checkpoint(run.out / "checkpoints" / f"step-{step:06d}", model=run.model, optimizer=run.optimizer,
-                            scheduler=run.scheduler, step=step,
-                            info={"eval": last_eval, "pairs_seen": step * cfg.batch_size, "seed": cfg.seed,
-                                  "strategy": cfg.distributed.strategy if info.enabled else "single"})  # fmt: skip
+            save_checkpoint(
+                run.out / "checkpoints" / f"step-{step:06d}",
+                model=run.model,
+                optimizer=run.optimizer,
+                scheduler=run.scheduler,
+                step=step,
+                info={
+                    "eval": last_eval,
+                    "pairs_seen": step * cfg.batch_size,
+                    "seed": cfg.seed,
+                    "strategy": cfg.distributed.strategy if info.enabled else "single",
+                },
+            )
             prune_checkpoints(run.out, cfg.keep_checkpoints)
     bar.close()
     if logger is not None:
@@ -319,8 +394,12 @@ def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
         if info.is_main:
             with MetricsLogger(run.out, False) as logger:
                 logger.log("eval", {"step": step, **last_eval})
-        run.model.reward_stats = {"mean": last_eval["reward_mean"], "std": last_eval["reward_std"],
-                                  "n": 2 * last_eval["n"], "split": "validation"}  # fmt: skip
+        run.model.reward_stats = {
+            "mean": last_eval["reward_mean"],
+            "std": last_eval["reward_std"],
+            "n": 2 * last_eval["n"],
+            "split": "validation",
+        }
     state = full_state_dict(run.model, info)  # collective under FSDP
     final_dir = run.out / "final"
     if info.is_main:
@@ -395,8 +474,12 @@ class MetricsLogger:
 
 def add_args(p) -> None:
     p.add_argument("--config", help="YAML config (see configs/)")
-    p.add_argument("--nproc", type=int, default=0,
-                   help="start this many processes on this machine with torchrun (one per GPU; gloo on CPU)")  # fmt: skip
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=0,
+        help="start this many processes on this machine with torchrun (one per GPU; gloo on CPU)",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections: optim.lr=1e-5")
 
 
@@ -408,8 +491,17 @@ def launch(nproc: int, argv: list[str]) -> int:
     env = dict(os.environ)
     if not torch.cuda.is_available():  # CPU ranks share the cores instead of each taking all of them
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "basereward", "train", *argv]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "basereward",
+        "train",
+        *argv,
+    ]
     return subprocess.call(cmd, env=env)
 
 

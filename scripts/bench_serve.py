@@ -65,9 +65,16 @@ def bodies(n: int, group: int = 1, image_px: int = 112, seed: int = 0) -> list[b
         for k in range(group):
             answer = chosen if k % 2 else rejected
             answer = answer if group == 1 else f"Answer {k}: {answer}"
-            messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}},
-                                                     {"type": "text", "text": q}]},
-                        {"role": "assistant", "content": answer}]  # fmt: skip
+            messages = [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": uri}},
+                        {"type": "text", "text": q},
+                    ],
+                },
+                {"role": "assistant", "content": answer},
+            ]
             out.append(json.dumps({"samples": [{"uid": f"{g}-{k}", "messages": messages}]}).encode())
     return out[:n]
 
@@ -79,8 +86,21 @@ def free_port() -> int:
 
 
 def start_server(model: Path, port: int, max_batch_size: int, max_wait_ms: float, extra: list[str]):
-    cmd = [sys.executable, "-m", "basereward.cli", "serve", "--model", str(model), "--port", str(port),
-           "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms), *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "basereward.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--max-batch-size",
+        str(max_batch_size),
+        "--max-wait-ms",
+        str(max_wait_ms),
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -201,14 +221,18 @@ def main() -> dict:
         single = run_config(model, args, 1, all_bodies)
         ratio = batched["throughput_rps"] / single["throughput_rps"]
         for r in (batched, single):
-            print(f"group {group}  max_batch_size {r['max_batch_size']:>3}: {r['throughput_rps']:7.1f} req/s   "
-                  f"p50 {r['p50_ms']:7.1f} ms   p99 {r['p99_ms']:7.1f} ms   mean batch {r['mean_batch']:.1f}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"group {group}  max_batch_size {r['max_batch_size']:>3}: {r['throughput_rps']:7.1f} req/s   "
+                f"p50 {r['p50_ms']:7.1f} ms   p99 {r['p99_ms']:7.1f} ms   mean batch {r['mean_batch']:.1f}",
+                file=sys.stderr,
+            )
         print(f"group {group}  throughput ratio (batched / batch size 1): {ratio:.2f}x", file=sys.stderr)
         results[f"group_{group}"] = {"throughput_ratio": ratio, "batched": batched, "unbatched": single}
     tmp.cleanup()
-    setup = {k: getattr(args, k) for k in ("clients", "requests", "image_px", "threads", "device", "max_wait_ms",
-                                           "server_args")}  # fmt: skip
+    setup = {
+        k: getattr(args, k)
+        for k in ("clients", "requests", "image_px", "threads", "device", "max_wait_ms", "server_args")
+    }
     setup["model"] = args.model or f"init-tiny --size {args.size}"
     return {**setup, **results}
 

@@ -57,8 +57,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--attn", default="auto", choices=["auto", "flash_attn", "torch_varlen", "flex", "dense"],
-                   help="segment-aware attention backend for T4/T5/S3 (dense = SDPA with the 4-D mask)")  # fmt: skip
+    p.add_argument(
+        "--attn",
+        default="auto",
+        choices=["auto", "flash_attn", "torch_varlen", "flex", "dense"],
+        help="segment-aware attention backend for T4/T5/S3 (dense = SDPA with the 4-D mask)",
+    )
     p.add_argument("--mamf-seconds", type=float, default=5.0)
     p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H100/H200 SXM)")
     p.add_argument("--json-out", help="also write the final JSON object here")
@@ -84,13 +88,17 @@ def workloads(args) -> dict:
     kw = dict(
         text_tokens=args.text_tokens, grid=args.grid, response_len=args.response_len, lognormal=args.lognormal
     )
-    return {"train": gpu_setup.synthetic_samples(args.pairs, 2, **kw, seed=0),
-            "score": gpu_setup.synthetic_samples(1, args.group, **kw, seed=1)}  # fmt: skip
+    return {
+        "train": gpu_setup.synthetic_samples(args.pairs, 2, **kw, seed=0),
+        "score": gpu_setup.synthetic_samples(1, args.group, **kw, seed=1),
+    }
 
 
 def predictions(args, data) -> dict:
-    dims = {"train": gpu_setup.dims_for(args.train_layers, args.train_vit_layers, args.smoke_cpu),
-            "score": gpu_setup.dims_for(args.score_layers, args.score_vit_layers, args.smoke_cpu)}  # fmt: skip
+    dims = {
+        "train": gpu_setup.dims_for(args.train_layers, args.train_vit_layers, args.smoke_cpu),
+        "score": gpu_setup.dims_for(args.score_layers, args.score_vit_layers, args.smoke_cpu),
+    }
     out = {v: gpu_setup.variant_flops(v, data["train"], dims["train"]) for v in TRAIN}
     out.update({v: gpu_setup.variant_flops(v, data["score"], dims["score"]) for v in SCORE})
     return out
@@ -105,20 +113,40 @@ def main(argv=None) -> int:
     data = workloads(args)
     pred = predictions(args, data)
     p_len = len(data["train"][0].prompt.input_ids)
-    plan = {"variants": args.variants, "prompt_tokens": p_len, "response_len": args.response_len,
-            "lognormal": args.lognormal, "pairs_per_step": args.pairs, "group": args.group,
-            "train_depth": [args.train_layers, args.train_vit_layers],
-            "score_depth": [args.score_layers, args.score_vit_layers], "warmup": args.warmup, "steps": args.steps,
-            "budget_s": args.budget_s}  # fmt: skip
-    ratios = {"T4_vs_B0": pred["B0"] / pred["T4"], "T5_vs_B0": pred["B0"] / pred["T5"],
-              "T4_vs_B1": pred["B1"] / pred["T4"], "S3_vs_S0": pred["S0"] / pred["S3"],
-              "S3_vs_S1": pred["S1"] / pred["S3"]}  # fmt: skip
+    plan = {
+        "variants": args.variants,
+        "prompt_tokens": p_len,
+        "response_len": args.response_len,
+        "lognormal": args.lognormal,
+        "pairs_per_step": args.pairs,
+        "group": args.group,
+        "train_depth": [args.train_layers, args.train_vit_layers],
+        "score_depth": [args.score_layers, args.score_vit_layers],
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "budget_s": args.budget_s,
+    }
+    ratios = {
+        "T4_vs_B0": pred["B0"] / pred["T4"],
+        "T5_vs_B0": pred["B0"] / pred["T5"],
+        "T4_vs_B1": pred["B1"] / pred["T4"],
+        "S3_vs_S0": pred["S0"] / pred["S3"],
+        "S3_vs_S1": pred["S1"] / pred["S3"],
+    }
     print(f"plan: {json.dumps(plan)}")
     print("predicted TFLOP/step: " + ", ".join(f"{v} {f / 1e12:.1f}" for v, f in pred.items()))
     print("predicted ratios: " + ", ".join(f"{k} {r:.2f}" for k, r in ratios.items()), flush=True)
     if args.dry_run:
-        return emit(args, {"dry_run": True, "device": None, "plan": plan, "predicted_tflop": {
-            v: f / 1e12 for v, f in pred.items()}, "predicted_ratios": ratios})  # fmt: skip
+        return emit(
+            args,
+            {
+                "dry_run": True,
+                "device": None,
+                "plan": plan,
+                "predicted_tflop": {v: f / 1e12 for v, f in pred.items()},
+                "predicted_ratios": ratios,
+            },
+        )
     return emit(args, run(args, data, pred, plan, ratios, t0))
 
 
@@ -157,36 +185,65 @@ def run(args, data, pred, plan, ratios, t0) -> dict:
 def summary(info, results, pred, ratios, plan, notes, elapsed) -> dict:
     flat = {v: r for phase in results.values() for v, r in phase.items()}
     med = lambda v: flat.get(v, {}).get("median_s")  # noqa: E731
-    measured = {k: (med(k.split("_vs_")[1]) / med(k.split("_vs_")[0]) if med(k.split("_vs_")[0]) and
-                    med(k.split("_vs_")[1]) else None) for k in ratios}  # fmt: skip
+    measured = {
+        k: (
+            med(k.split("_vs_")[1]) / med(k.split("_vs_")[0])
+            if med(k.split("_vs_")[0]) and med(k.split("_vs_")[1])
+            else None
+        )
+        for k in ratios
+    }
     eff = {k: (measured[k] / ratios[k] if measured[k] else None) for k in ratios}
     mfu = lambda v: flat.get(v, {}).get("mfu")  # noqa: E731
-    go = {"T4_ge_1.5x_B0": _ge(measured["T4_vs_B0"], 1.5), "S3_ge_3x_S0": _ge(measured["S3_vs_S0"], 3.0),
-          "T4_mfu_ge_35pct": _ge(mfu("T4"), 0.35), "S3_mfu_ge_45pct": _ge(mfu("S3"), 0.45)}  # fmt: skip
+    go = {
+        "T4_ge_1.5x_B0": _ge(measured["T4_vs_B0"], 1.5),
+        "S3_ge_3x_S0": _ge(measured["S3_vs_S0"], 3.0),
+        "T4_mfu_ge_35pct": _ge(mfu("T4"), 0.35),
+        "S3_mfu_ge_45pct": _ge(mfu("S3"), 0.45),
+    }
     dev = info.get("device")
-    print(f"\n== GPU bench on {dev}: torch {info.get('torch')}, transformers {info.get('transformers')}, "
-          f"flash_attn {info.get('flash_attn')}, attention {info.get('attention')}, "
-          f"MAMF {info.get('mamf_tflops', 0):.0f} TFLOP/s, {elapsed:.0f} s ==")  # fmt: skip
+    print(
+        f"\n== GPU bench on {dev}: torch {info.get('torch')}, transformers {info.get('transformers')}, "
+        f"flash_attn {info.get('flash_attn')}, attention {info.get('attention')}, "
+        f"MAMF {info.get('mamf_tflops', 0):.0f} TFLOP/s, {elapsed:.0f} s =="
+    )
     print(
         f"{'var':<4} {'ms/step':>8} {'items/s':>8} {'TFLOP/s':>8} {'MFU':>6} {'peak GB':>8} {'d reward':>9}  note"
     )
     for v in [x for x in ("B0", "B1", "T4", "T5", "S0", "S1", "S3") if x in flat]:
         r = flat[v]
         num = lambda k, f, r=r: format(r[k], f) if r.get(k) is not None else "-"  # noqa: E731
-        print(f"{v:<4} {num('median_s', '.4f'):>8} {num('items_per_s', '.2f'):>8} {num('tflops', '.0f'):>8} "
-              f"{num('mfu', '.2f'):>6} {num('peak_mem_gb', '.1f'):>8} {num('reward_rel_diff', '.1e'):>9}  "
-              f"{r.get('error') or r.get('attention') or ''}")  # fmt: skip
+        print(
+            f"{v:<4} {num('median_s', '.4f'):>8} {num('items_per_s', '.2f'):>8} {num('tflops', '.0f'):>8} "
+            f"{num('mfu', '.2f'):>6} {num('peak_mem_gb', '.1f'):>8} {num('reward_rel_diff', '.1e'):>9}  "
+            f"{r.get('error') or r.get('attention') or ''}"
+        )
     for k in ratios:
         m = measured[k]
-        print(f"{k}: measured {'-' if m is None else f'{m:.2f}'}, FLOP-predicted {ratios[k]:.2f}, "
-              f"efficiency {'-' if eff[k] is None else f'{eff[k]:.2f}'}  [{dev}]")  # fmt: skip
+        print(
+            f"{k}: measured {'-' if m is None else f'{m:.2f}'}, FLOP-predicted {ratios[k]:.2f}, "
+            f"efficiency {'-' if eff[k] is None else f'{eff[k]:.2f}'}  [{dev}]"
+        )
     print(f"go/no-go: {go}  notes: {notes}")
-    return {"device": dev, "train_speedup_vs_naive": measured["T4_vs_B0"], "train_efficiency": eff["T4_vs_B0"],
-            "score_speedup_g8": measured["S3_vs_S0"], "score_efficiency": eff["S3_vs_S0"],
-            "mfu_train_T4": mfu("T4"), "mfu_score_S3": mfu("S3"), "measured_ratios": measured,
-            "predicted_ratios": ratios, "efficiency": eff, "go_no_go": go, "variants": flat, "preflight": info,
-            "plan": plan, "predicted_tflop": {v: f / 1e12 for v, f in pred.items()}, "notes": notes,
-            "elapsed_s": elapsed}  # fmt: skip
+    return {
+        "device": dev,
+        "train_speedup_vs_naive": measured["T4_vs_B0"],
+        "train_efficiency": eff["T4_vs_B0"],
+        "score_speedup_g8": measured["S3_vs_S0"],
+        "score_efficiency": eff["S3_vs_S0"],
+        "mfu_train_T4": mfu("T4"),
+        "mfu_score_S3": mfu("S3"),
+        "measured_ratios": measured,
+        "predicted_ratios": ratios,
+        "efficiency": eff,
+        "go_no_go": go,
+        "variants": flat,
+        "preflight": info,
+        "plan": plan,
+        "predicted_tflop": {v: f / 1e12 for v, f in pred.items()},
+        "notes": notes,
+        "elapsed_s": elapsed,
+    }
 
 
 def _ge(x, bar):

@@ -62,17 +62,24 @@ def test_flop_model_reproduces_the_spec_tables():
             "head_positions": 1,
         }
     ] * 2
-    shared = [{"rows": [{"width": p + 2 * c, "pairs": flops.shared_pairs(p, [c, c])}], "grid_thw": grid,
-               "head_positions": 2}]  # fmt: skip
+    shared = [
+        {
+            "rows": [{"width": p + 2 * c, "pairs": flops.shared_pairs(p, [c, c])}],
+            "grid_thw": grid,
+            "head_positions": 2,
+        }
+    ]
     assert flops.train_flops(naive, d) / 1e12 == pytest.approx(131.8, rel=0.005)
     assert flops.train_flops(shared, d) / 1e12 == pytest.approx(76.3, rel=0.005)
     assert flops.train_flops(naive, d, vision_trained=False) / 1e12 == pytest.approx(112.1, rel=0.005)
     assert flops.train_flops(shared, d, vision_trained=False) / 1e12 == pytest.approx(66.4, rel=0.005)
     g = 8
-    n = flops.batch_forward_flops([{"width": p + c, "pairs": flops.causal_pairs(p + c)}] * g, grid * g, d,
-                                  head_positions=g)  # fmt: skip
-    s = flops.batch_forward_flops([{"width": p + g * c, "pairs": flops.shared_pairs(p, [c] * g)}], grid, d,
-                                  head_positions=g)  # fmt: skip
+    n = flops.batch_forward_flops(
+        [{"width": p + c, "pairs": flops.causal_pairs(p + c)}] * g, grid * g, d, head_positions=g
+    )
+    s = flops.batch_forward_flops(
+        [{"width": p + g * c, "pairs": flops.shared_pairs(p, [c] * g)}], grid, d, head_positions=g
+    )
     assert n / 1e12 == pytest.approx(175.7, rel=0.005) and s / 1e12 == pytest.approx(46.2, rel=0.005)
 
 

@@ -40,8 +40,14 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     )
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("heldout_accuracy", "image_blind_accuracy", "text_only_accuracy", "train_pairs", "train_seconds",
-                "model_dir"):  # fmt: skip
+    for key in (
+        "heldout_accuracy",
+        "image_blind_accuracy",
+        "text_only_accuracy",
+        "train_pairs",
+        "train_seconds",
+        "model_dir",
+    ):
         assert key in result, key
     assert result["train_pairs"] == 40
     for name in ("vl-rewardbench", "multimodal-rewardbench", "mm-rlhf-rewardbench"):

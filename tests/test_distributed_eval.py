@@ -108,8 +108,23 @@ def test_a_bad_image_on_one_rank_stops_both(root):
         (bad / row["image_path"]).parent.mkdir(parents=True, exist_ok=True)
         (bad / row["image_path"]).write_bytes(b"not a png" if i == 4 else src.read_bytes())
     (bad / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc = torchrun(["eval", "--benchmark", "vl-rewardbench", "--data", bad / "data.jsonl", "--model", root / "rm",
-                     "--batch-size", 3, "--out", root / "bad-report"], nproc=2, timeout=180)  # fmt: skip
+    proc = torchrun(
+        [
+            "eval",
+            "--benchmark",
+            "vl-rewardbench",
+            "--data",
+            bad / "data.jsonl",
+            "--model",
+            root / "rm",
+            "--batch-size",
+            3,
+            "--out",
+            root / "bad-report",
+        ],
+        nproc=2,
+        timeout=180,
+    )
     assert proc.returncode != 0
     # the two ranks write to one stderr: their lines may interleave, so split on the message prefix, not on lines
     errors = [

@@ -51,11 +51,24 @@ def data(tmp_path_factory):
 
 
 def overrides(data, out, **kw):
-    base = {"model.backbone": data / "tiny", "data.train": data / "train.jsonl",
-            "data.validation": data / "syn" / "validation.jsonl", "batch_size": BATCH, "micro_batch_size": MICRO,
-            "max_steps": STEPS, "log_every": 1, "save_every": 2, "keep_checkpoints": 5, "progress": "false",
-            "tensorboard": "false", "optim.lr": 1e-3, "optim.warmup_steps": 1, "optim.eps": 1e-6,
-            "distributed.timeout_s": 60, "output_dir": out}  # fmt: skip
+    base = {
+        "model.backbone": data / "tiny",
+        "data.train": data / "train.jsonl",
+        "data.validation": data / "syn" / "validation.jsonl",
+        "batch_size": BATCH,
+        "micro_batch_size": MICRO,
+        "max_steps": STEPS,
+        "log_every": 1,
+        "save_every": 2,
+        "keep_checkpoints": 5,
+        "progress": "false",
+        "tensorboard": "false",
+        "optim.lr": 1e-3,
+        "optim.warmup_steps": 1,
+        "optim.eps": 1e-6,
+        "distributed.timeout_s": 60,
+        "output_dir": out,
+    }
     base.update(kw)
     return [f"{k}={v}" for k, v in base.items()]
 
@@ -91,8 +104,13 @@ def runs(data, tmp_path_factory):
     single(data, root / "single")
     # DDP through the user-facing launcher (`basereward train --nproc 2` starts torchrun)
     cmd = [sys.executable, "-m", "basereward", "train", "--nproc", "2", *overrides(data, root / "ddp")]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240,
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    res = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 1, (
         res.stdout
@@ -151,8 +169,10 @@ def resume_from(src, dst):
     shutil.copytree(src / "checkpoints" / "step-000002", dst / "checkpoints" / "step-000002")
 
 
-@pytest.mark.parametrize("source,nproc,strategy", [("ddp", 1, "ddp"), ("single", 2, "ddp"), ("fsdp", 2, "fsdp"),
-                                                   ("fsdp", 1, "fsdp")])  # fmt: skip
+@pytest.mark.parametrize(
+    "source,nproc,strategy",
+    [("ddp", 1, "ddp"), ("single", 2, "ddp"), ("fsdp", 2, "fsdp"), ("fsdp", 1, "fsdp")],
+)
 def test_resume_on_the_same_or_another_world_size(runs, data, tmp_path, source, nproc, strategy):
     """Steps 3-4 after resuming a step-2 checkpoint equal the uninterrupted run's."""
     out = tmp_path / "resumed"
@@ -180,8 +200,13 @@ def test_a_killed_rank_ends_the_job(data, tmp_path):
 def test_a_hung_rank_times_out(data, tmp_path):
     """Rank 1 stops answering: rank 0's next collective times out after distributed.timeout_s and the job ends."""
     t0 = time.time()
-    res = launch(data, tmp_path / "hung", env={"BASEREWARD_FAULT": "hang@1:2"}, timeout=150,
-                 **{"distributed.timeout_s": 10})  # fmt: skip
+    res = launch(
+        data,
+        tmp_path / "hung",
+        env={"BASEREWARD_FAULT": "hang@1:2"},
+        timeout=150,
+        **{"distributed.timeout_s": 10},
+    )
     assert res.returncode != 0
     assert time.time() - t0 < 120
     assert "timed out" in res.stderr.lower() or "timeout" in res.stderr.lower(), res.stderr[-2000:]
@@ -235,8 +260,17 @@ def test_fsdp_bf16_with_activation_checkpointing_and_frozen_tower(runs, data, tm
     units, a frozen vision tower: it trains (losses within bf16 rounding of the fp32 run), keeps fp32 weights, and
     leaves the frozen tower bit-identical."""
     out = tmp_path / "bf16"
-    res = launch(data, out, **{"distributed.strategy": "fsdp", "precision": "bf16", "gradient_checkpointing": "true",
-                               "freeze_vision": "true", "save_every": 0})  # fmt: skip
+    res = launch(
+        data,
+        out,
+        **{
+            "distributed.strategy": "fsdp",
+            "precision": "bf16",
+            "gradient_checkpointing": "true",
+            "freeze_vision": "true",
+            "save_every": 0,
+        },
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     got, ref = losses(out), losses(runs / "single")
     assert max(abs(got[s] - ref[s]) for s in ref) < 5e-3
@@ -255,8 +289,18 @@ def test_export_reads_a_step_checkpoint_written_by_any_number_of_ranks(runs, tmp
     from basereward.cli import main as cli
 
     for name in ("single", "fsdp"):
-        assert cli(["export", "--model", str(runs / name / "checkpoints" / "step-000002"),
-                    "--out", str(tmp_path / name)]) == 0  # fmt: skip
+        assert (
+            cli(
+                [
+                    "export",
+                    "--model",
+                    str(runs / name / "checkpoints" / "step-000002"),
+                    "--out",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
 
     def exported(d):
         w = load_file(str(d / "model.safetensors"))

@@ -53,15 +53,30 @@ def vlrb_rows() -> list[dict]:
     ]
     out = []
     for rid, query, response, ranking in rows:
-        out.append({
-            "id": rid, "query": query, "response": response, "human_ranking": ranking, "models": ["m1", "m2"],
-            "judge": "human", "rationale": "", "query_source": "src", "ground_truth": "",
-        })  # fmt: skip
+        out.append(
+            {
+                "id": rid,
+                "query": query,
+                "response": response,
+                "human_ranking": ranking,
+                "models": ["m1", "m2"],
+                "judge": "human",
+                "rationale": "",
+                "query_source": "src",
+                "ground_truth": "",
+            }
+        )
     return out
 
 
-VLRB_FOLDERS = {"hallucination_pair": "povid", "RLAIF-V": "rlaif-v", "RLHF-V": "rlhf-v", "wildvision": "wildvision-battle",
-                "mathverse": "reasoning_tasks", "mmmu_pro": "reasoning_tasks"}  # fmt: skip
+VLRB_FOLDERS = {
+    "hallucination_pair": "povid",
+    "RLAIF-V": "rlaif-v",
+    "RLHF-V": "rlhf-v",
+    "wildvision": "wildvision-battle",
+    "mathverse": "reasoning_tasks",
+    "mmmu_pro": "reasoning_tasks",
+}
 
 
 def _folder(rid):
@@ -77,13 +92,22 @@ def write_vlrb_parquet(path: Path, rows=None) -> Path:
         r["image"] = {"bytes": png_bytes((i * 20, 0, 0)), "path": f"{r['id']}.png"}
         r["meta"] = "{}"
         r["human_error_analysis"] = ["hallucination"]
-    schema = pa.schema([
-        ("id", pa.string()), ("query", pa.string()), ("response", pa.list_(pa.string())),
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("human_ranking", pa.list_(pa.int64())),
-        ("models", pa.list_(pa.string())), ("judge", pa.string()), ("rationale", pa.string()),
-        ("query_source", pa.string()), ("meta", pa.string()), ("human_error_analysis", pa.list_(pa.string())),
-        ("ground_truth", pa.string()),
-    ])  # fmt: skip
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("query", pa.string()),
+            ("response", pa.list_(pa.string())),
+            ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+            ("human_ranking", pa.list_(pa.int64())),
+            ("models", pa.list_(pa.string())),
+            ("judge", pa.string()),
+            ("rationale", pa.string()),
+            ("query_source", pa.string()),
+            ("meta", pa.string()),
+            ("human_error_analysis", pa.list_(pa.string())),
+            ("ground_truth", pa.string()),
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
@@ -143,8 +167,18 @@ def mmrb_rows() -> list[dict]:
     out = []
     for rid, cat, o1, o2, better in rows:
         src = rid.split("_")[0].lower()
-        out.append({"ID": rid, "Text": f"Question for {rid}?", "Image": f"images/{src}/{rid}.jpg", "Output1": o1,
-                    "Output2": o2, "Better": better, "Category": cat, "Meta": {"src": src}})  # fmt: skip
+        out.append(
+            {
+                "ID": rid,
+                "Text": f"Question for {rid}?",
+                "Image": f"images/{src}/{rid}.jpg",
+                "Output1": o1,
+                "Output2": o2,
+                "Better": better,
+                "Category": cat,
+                "Meta": {"src": src},
+            }
+        )
     return out
 
 
@@ -175,8 +209,17 @@ def mmrlhf_rows() -> list[dict]:
     for gid, media, pairs in groups:
         for chosen, rejected in pairs:
             key = "video" if media.startswith("video/") else "image"
-            out.append({"id": gid, key: media, "prompt": f"Q {gid}", "chosen": chosen, "rejected": rejected,
-                        "chosen_reason": "good", "rejected_reason": "bad"})  # fmt: skip
+            out.append(
+                {
+                    "id": gid,
+                    key: media,
+                    "prompt": f"Q {gid}",
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "chosen_reason": "good",
+                    "rejected_reason": "bad",
+                }
+            )
     return out
 
 
@@ -262,7 +305,10 @@ def test_vlrb_snapshot_folder_and_limit(tmp_path):
     write_vlrb_parquet(tmp_path / "snap" / "data" / "test-00000-of-00001.parquet")
     assert len(load_benchmark("vl-rewardbench", tmp_path / "snap")) == len(vlrb_rows())
     assert [p.meta["original_id"] for p in load_benchmark("vl-rewardbench", tmp_path / "snap", limit=3)] == [
-        "hallucination_pair-1", "hallucination_pair-2", "RLAIF-V-3"]  # fmt: skip
+        "hallucination_pair-1",
+        "hallucination_pair-2",
+        "RLAIF-V-3",
+    ]
 
 
 def test_vlrb_missing_image_is_named_only_when_read(tmp_path):
@@ -327,9 +373,15 @@ def test_vlrb_real_github_records():
     assert len(pairs) == 44
     assert Counter(p.meta["category"] for p in pairs) == {"general": 16, "hallucination": 17, "reasoning": 11}
     swapped = [p.meta["original_id"] for p in pairs if p.meta["human_ranking"] == [1, 0]]
-    assert sorted(swapped) == sorted([
-        "LRVInstruction-000000007746", "jailbreak-typo-HateSpeech-70", "jailbreak-typo-Illegal_Activitiy-8",
-        "politics-Gov_Decision-124", "svit-complex_reasoning-876"])  # fmt: skip
+    assert sorted(swapped) == sorted(
+        [
+            "LRVInstruction-000000007746",
+            "jailbreak-typo-HateSpeech-70",
+            "jailbreak-typo-Illegal_Activitiy-8",
+            "politics-Gov_Decision-124",
+            "svit-complex_reasoning-876",
+        ]
+    )
     assert all(group_of(i) == "general" for i in swapped)
     dup = [p for p in pairs if p.meta["original_id"] == "mmmu_pro_test_Marketing_150"]
     assert len(dup) == 2 and dup[0].meta["pair_key"] != dup[1].meta["pair_key"]
@@ -365,8 +417,14 @@ def test_mmrb_all_data_json(tmp_path):
         assert p.prompt == [{"role": "user", "content": f"<image>\n{r['Text']}"}]
         assert Path(p.images[0].path).is_file()
     buckets = [p.meta["category"] for p in pairs]
-    assert buckets[4:10] == ["reasoning/math", "reasoning/math", "reasoning/coding", "safety/bias", "safety/bias",
-                             "safety/toxicity"]  # fmt: skip
+    assert buckets[4:10] == [
+        "reasoning/math",
+        "reasoning/math",
+        "reasoning/coding",
+        "safety/bias",
+        "safety/bias",
+        "safety/toxicity",
+    ]
     assert [p.id for p in pairs[-2:]] == ["MMBench_12", "MMBench_12#2"]
     assert (
         load_benchmark("multimodal-rewardbench", tmp_path, limit=2)[1].meta["original_id"] == "visitbench_2"

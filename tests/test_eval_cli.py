@@ -39,7 +39,7 @@ KEYS = {
         "vqa",
         "n",
         "ties",
-    ],  # fmt: skip
+    ],
     "mm-rlhf-rewardbench": [
         "acc",
         "acc_plus",
@@ -208,8 +208,12 @@ def test_mmrlhf_length_metrics_by_hand(tmp_path, capsys):
 
 
 def test_pairs_length_metrics_by_hand(tmp_path, capsys):
-    recs = [{"id": str(i), "prompt": "q", "chosen": c, "rejected": r} for i, (c, r) in
-            enumerate([("long answer", "no"), ("a", "bbb"), ("same", "size"), ("right!", "wrong")])]  # fmt: skip
+    recs = [
+        {"id": str(i), "prompt": "q", "chosen": c, "rejected": r}
+        for i, (c, r) in enumerate(
+            [("long answer", "no"), ("a", "bbb"), ("same", "size"), ("right!", "wrong")]
+        )
+    ]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     rc, result, _ = run_eval(
         capsys, "--benchmark", "pairs", "--data", tmp_path / "p.jsonl", "--scorer", "length"
@@ -329,8 +333,17 @@ def test_limit_and_category_map(tmp_path, capsys):
         capsys, "--benchmark", "vl-rewardbench", "--data", path, "--scorer", "length", "--limit", 4
     )
     assert rc == 0 and result["n"] == 4 and result["reasoning"] is None and result["macro"] is None
-    rc, result, _ = run_eval(capsys, "--benchmark", "vl-rewardbench", "--data", path, "--scorer", "length",
-                             "--category-map", "r1-reward")  # fmt: skip
+    rc, result, _ = run_eval(
+        capsys,
+        "--benchmark",
+        "vl-rewardbench",
+        "--data",
+        path,
+        "--scorer",
+        "length",
+        "--category-map",
+        "r1-reward",
+    )
     assert rc == 0 and result["category_map"] == "r1-reward"
     # under R1-Reward's map RLAIF-V/RLHF-V go to General: Hallucination = the 2 POVID rows, 1 longer-is-right
     assert result["hallucination"] == 100.0 * 1 / 2
@@ -339,10 +352,25 @@ def test_limit_and_category_map(tmp_path, capsys):
 def test_console_script_last_line_is_json(tmp_path):
     path = write_mmrb(tmp_path, with_images=False)
     proc = subprocess.run(
-        [sys.executable, "-m", "basereward.cli", "eval", "--benchmark", "multimodal-rewardbench", "--data", str(path),
-         "--scorer", "length", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "basereward.cli",
+            "eval",
+            "--benchmark",
+            "multimodal-rewardbench",
+            "--data",
+            str(path),
+            "--scorer",
+            "length",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert headline(result, "multimodal-rewardbench") == mmrb_by_hand(mmrb_rows())

@@ -79,8 +79,18 @@ def test_vlrb_always_first_anchor_on_the_documented_composition():
 
 
 def test_mmrb_pools_safety_and_reasoning_and_averages_seven_columns():
-    buckets = ["open_generation/correctness_task", "open_generation/preference_task", "knowledge",
-               "reasoning/math", "reasoning/coding", "reasoning/coding", "safety/bias", "safety/toxicity", "vqa", "vqa"]  # fmt: skip
+    buckets = [
+        "open_generation/correctness_task",
+        "open_generation/preference_task",
+        "knowledge",
+        "reasoning/math",
+        "reasoning/coding",
+        "reasoning/coding",
+        "safety/bias",
+        "safety/toxicity",
+        "vqa",
+        "vqa",
+    ]
     pref, rej = rewards([True, False, True, True, None, True, True, False, True, False])
     res = M.multimodal_rewardbench(pref, rej, buckets)
     h = res.headline

@@ -59,13 +59,22 @@ def images(tmp_path_factory):
 def _samples(d):
     # a and c have equal grids (a run of two), b differs; sample 2 has two images
     return [
-        Sample([{"role": "user", "content": "<image>\nWhat colour?"}], ["Red.", "Blue, surely."],
-               [ImageRef(path=str(d / "a.png"))]),
-        Sample([{"role": "user", "content": "<image>\nDescribe it."}], ["A tall blue box."],
-               [ImageRef(path=str(d / "b.png"))]),
-        Sample([{"role": "user", "content": "<image><image>\nSame?"}], ["No.", "Yes", "maybe"],
-               [ImageRef(path=str(d / "c.png")), ImageRef(path=str(d / "a.png"))]),
-    ]  # fmt: skip
+        Sample(
+            [{"role": "user", "content": "<image>\nWhat colour?"}],
+            ["Red.", "Blue, surely."],
+            [ImageRef(path=str(d / "a.png"))],
+        ),
+        Sample(
+            [{"role": "user", "content": "<image>\nDescribe it."}],
+            ["A tall blue box."],
+            [ImageRef(path=str(d / "b.png"))],
+        ),
+        Sample(
+            [{"role": "user", "content": "<image><image>\nSame?"}],
+            ["No.", "Yes", "maybe"],
+            [ImageRef(path=str(d / "c.png")), ImageRef(path=str(d / "a.png"))],
+        ),
+    ]
 
 
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen2_vl"])

@@ -21,11 +21,17 @@ def setup(tiny_dirs, tmp_path_factory):
     Image.new("RGB", (56, 112), "blue").save(d / "b.png")
     enc = Encoder(load_processor(tiny_dirs["qwen2_5_vl"], "qwen2_5_vl"), "qwen2_5_vl")
     samples = [
-        Sample([{"role": "user", "content": "<image>\nWhat colour?"}], ["Red.", "Blue, surely.", "no"],
-               [ImageRef(path=str(d / "a.png"))]),
-        Sample([{"role": "user", "content": "<image>\nDescribe it in detail."}], ["A tall blue box.", "Green"],
-               [ImageRef(path=str(d / "b.png"))]),
-    ]  # fmt: skip
+        Sample(
+            [{"role": "user", "content": "<image>\nWhat colour?"}],
+            ["Red.", "Blue, surely.", "no"],
+            [ImageRef(path=str(d / "a.png"))],
+        ),
+        Sample(
+            [{"role": "user", "content": "<image>\nDescribe it in detail."}],
+            ["A tall blue box.", "Green"],
+            [ImageRef(path=str(d / "b.png"))],
+        ),
+    ]
     return tiny_dirs["qwen2_5_vl"], enc, [enc.encode(s) for s in samples]
 
 
@@ -64,8 +70,9 @@ def test_backend_equals_dense_mask_sdpa(setup, backend):
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(b, 4, length, 16, generator=gen)
     k, v = (torch.randn(b, 2, length, 16, generator=gen) for _ in range(2))
-    dense = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=batch.attention_mask,
-                                                             enable_gqa=True).transpose(1, 2)  # fmt: skip
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=batch.attention_mask, enable_gqa=True
+    ).transpose(1, 2)
     got, _ = ga.prefix_attention(None, q, k, v, None, prefix_plan=ga.build_plan(seg, backend, "cpu"))
     valid = (seg >= 0)[:, :, None, None]
     assert ((got - dense) * valid).abs().max().item() < 1e-5

@@ -36,11 +36,21 @@ LAYERS = {
 }
 # Entry points: verb modules and scripts. They may import anything below them; nothing non-leaf imports them.
 LEAVES = {
-    "basereward.cli", "basereward.train", "basereward.demo", "basereward.score_cli", "basereward.eval.evaluate",
-    "basereward.data.convert", "basereward.data.mixture", "basereward.data.split", "basereward.data.decontam",
-    "basereward.serve.cli", "basereward.rl.grpo",
-    "basereward.export", "basereward.plan", "basereward.__main__",
-}  # fmt: skip
+    "basereward.cli",
+    "basereward.train",
+    "basereward.demo",
+    "basereward.score_cli",
+    "basereward.eval.evaluate",
+    "basereward.data.convert",
+    "basereward.data.mixture",
+    "basereward.data.split",
+    "basereward.data.decontam",
+    "basereward.serve.cli",
+    "basereward.rl.grpo",
+    "basereward.export",
+    "basereward.plan",
+    "basereward.__main__",
+}
 # The verb table, the demo (init-tiny -> synth -> train -> eval) and `data build` (which converts each raw source
 # with `data convert`) compose other entry points.
 LEAF_IMPORTERS = {"basereward.cli", "basereward.__main__", "basereward.demo", "basereward.data.mixture"}

@@ -74,8 +74,16 @@ def trained(tiny_dirs, tmp_path_factory):
         opt.step()
     model.eval()
     ckpt = model.save(root / "ckpt", proc)
-    return {"model": model, "proc": proc, "summary": summary, "before": before, "after": snapshot(model),
-            "ckpt": ckpt, "root": root, "samples": pairs(root / "red.png")}  # fmt: skip
+    return {
+        "model": model,
+        "proc": proc,
+        "summary": summary,
+        "before": before,
+        "after": snapshot(model),
+        "ckpt": ckpt,
+        "root": root,
+        "samples": pairs(root / "red.png"),
+    }
 
 
 def rewards(model, proc, samples) -> torch.Tensor:
@@ -95,8 +103,12 @@ def test_adapters_sit_only_on_the_language_models_targeted_linears(trained):
     assert (
         summary["adapter_params"] == sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) > 0
     )
-    assert model.lora == {"rank": 4, "alpha": 8.0, "dropout": 0.0,
-                          "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}  # fmt: skip
+    assert model.lora == {
+        "rank": 4,
+        "alpha": 8.0,
+        "dropout": 0.0,
+        "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    }
 
 
 def test_only_adapters_head_and_unfrozen_tensors_change(trained):
@@ -121,8 +133,10 @@ def test_adapter_checkpoint_reloads_with_equal_rewards_and_the_trained_head(trai
     saved = load_file(str(ckpt / "adapter.safetensors"))
     # adapters + the merger (trained in full); nothing of the frozen base
     assert {k for k in saved if "lora_" not in k} == {
-        n.removeprefix("backbone.") for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n
-        and n.startswith("backbone.")}  # fmt: skip
+        n.removeprefix("backbone.")
+        for n, p in model.named_parameters()
+        if p.requires_grad and "lora_" not in n and n.startswith("backbone.")
+    }
     meta = json.loads((ckpt / "basereward.json").read_text())["adapter"]
     assert meta["base_model"] == str(Path(model.base_dir)) and meta["rank"] == 4 and meta["alpha"] == 8.0
 
@@ -202,8 +216,9 @@ def test_plain_checkpoint_export_is_a_copy_and_the_snippet_fits_any_head(
     module indices) exports unchanged; the README snippet, run in this process, reads it with AutoModel."""
     from basereward.config import HeadConfig
 
-    model = RewardModel.from_backbone(tiny_dirs["qwen2"], HeadConfig(layers=3, activation="relu", dropout=0.1,
-                                                                     width=32), seed=4).eval()  # fmt: skip
+    model = RewardModel.from_backbone(
+        tiny_dirs["qwen2"], HeadConfig(layers=3, activation="relu", dropout=0.1, width=32), seed=4
+    ).eval()
     model.reward_stats = {"mean": 0.1, "std": 2.0, "n": 8, "split": "validation"}
     proc = load_processor(tiny_dirs["qwen2"], "qwen2")
     src = model.save(tmp_path / "plain", proc)
@@ -227,7 +242,8 @@ def test_text_backbone_lora_round_trip(tiny_dirs, tmp_path):
     summary = apply_lora(model, LoraArgs(rank=2, targets="q_proj,v_proj"))
     assert summary["targeted_modules"] == 2 * model.backbone.config.num_hidden_layers
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {
-        n for n, _ in model.named_parameters() if "lora_" in n or n.startswith("head.")}  # fmt: skip
+        n for n, _ in model.named_parameters() if "lora_" in n or n.startswith("head.")
+    }
     with torch.no_grad():  # give the adapters a non-zero effect
         for n, p in model.named_parameters():
             if "lora_B" in n:
@@ -278,7 +294,15 @@ def test_bad_input(trained, tiny_dirs, tmp_path, capsys):
         load_reward_model(moved)
     assert cli_main(["export", "--model", str(moved), "--out", str(tmp_path / "y")]) == 1
     assert str(tmp_path / "gone" / "base") in capsys.readouterr().err
-    args = ["export", "--model", str(moved), "--out", str(tmp_path / "y"), "--base-model", str(tiny_dirs[ARCH])]  # fmt: skip
+    args = [
+        "export",
+        "--model",
+        str(moved),
+        "--out",
+        str(tmp_path / "y"),
+        "--base-model",
+        str(tiny_dirs[ARCH]),
+    ]
     assert cli_main(args) == 0 and (tmp_path / "y" / "model.safetensors").is_file()
     # a non-empty --out is refused, nothing in it touched
     assert cli_main(args) == 1 and "not an empty directory" in capsys.readouterr().err
@@ -302,10 +326,23 @@ def lora_run(tiny_dirs, tmp_path_factory):
     synthesize(data, pairs=32, eval_pairs=8, seed=1, text_share=0.25)
 
     def overrides(out, **extra) -> list[str]:
-        kw = {"output_dir": out, "model.backbone": tiny_dirs[ARCH], "data.train": data / "train.jsonl",
-              "data.validation": data / "validation.jsonl", "lora.rank": 4, "freeze_vision": "true",
-              "optim.lr": 0.01, "optim.eps": 1e-6, "optim.warmup_steps": 1, "batch_size": 4,
-              "micro_batch_size": 2, "max_steps": 3, "progress": "false", "tensorboard": "false", **extra}  # fmt: skip
+        kw = {
+            "output_dir": out,
+            "model.backbone": tiny_dirs[ARCH],
+            "data.train": data / "train.jsonl",
+            "data.validation": data / "validation.jsonl",
+            "lora.rank": 4,
+            "freeze_vision": "true",
+            "optim.lr": 0.01,
+            "optim.eps": 1e-6,
+            "optim.warmup_steps": 1,
+            "batch_size": 4,
+            "micro_batch_size": 2,
+            "max_steps": 3,
+            "progress": "false",
+            "tensorboard": "false",
+            **extra,
+        }
         return [f"{k}={v}" for k, v in kw.items()]
 
     return overrides
@@ -319,8 +356,10 @@ def train_one_process(overrides: list[str]) -> Path:
 
 
 def final_tensors(final: Path) -> dict[str, torch.Tensor]:
-    return {**load_file(str(final / "adapter.safetensors")),
-            **{"head." + k: v for k, v in load_file(str(final / "head.safetensors")).items()}}  # fmt: skip
+    return {
+        **load_file(str(final / "adapter.safetensors")),
+        **{"head." + k: v for k, v in load_file(str(final / "head.safetensors")).items()},
+    }
 
 
 def test_trainer_lora_run_writes_an_adapter_checkpoint_and_resumes_exactly(tiny_dirs, lora_run, tmp_path):

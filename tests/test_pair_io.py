@@ -19,8 +19,13 @@ def png_bytes(colour="red", size=(32, 24)):
 
 
 def good(**kw):
-    rec = {"id": "p1", "prompt": [{"role": "user", "content": "<image>\nWhat colour?"}],
-           "images": [{"path": "img/a.png"}], "chosen": "Red.", "rejected": "Blue."}  # fmt: skip
+    rec = {
+        "id": "p1",
+        "prompt": [{"role": "user", "content": "<image>\nWhat colour?"}],
+        "images": [{"path": "img/a.png"}],
+        "chosen": "Red.",
+        "rejected": "Blue.",
+    }
     rec.update(kw)
     return rec
 
@@ -40,12 +45,15 @@ def write_lines(path, lines):
 
 def test_reads_relative_paths_base64_and_text_only_in_one_file(folder):
     b64 = base64.b64encode(png_bytes("blue")).decode()
-    f = write_lines(folder / "pairs.jsonl", [
-        good(),
-        {"id": "t1", "prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
-        good(id="p2", images=[{"bytes": b64}]),
-        good(id="p3", images=["img/a.png"]),
-    ])  # fmt: skip
+    f = write_lines(
+        folder / "pairs.jsonl",
+        [
+            good(),
+            {"id": "t1", "prompt": "What is 2 + 2?", "chosen": "4", "rejected": "5"},
+            good(id="p2", images=[{"bytes": b64}]),
+            good(id="p3", images=["img/a.png"]),
+        ],
+    )
     pairs = read_pairs(f)
     assert [p.id for p in pairs] == ["p1", "t1", "p2", "p3"]
     assert pairs[0].images[0].path == str(folder / "img" / "a.png")
@@ -63,8 +71,9 @@ def test_write_then_read_round_trip(folder, tmp_path):
     assert write_pairs(out, pairs, embed_images=True) == 2
     again = read_pairs(out)
     assert again[0].images[0].data == (folder / "img" / "a.png").read_bytes()
-    assert [(p.id, p.prompt, p.chosen, p.rejected) for p in again] == [(p.id, p.prompt, p.chosen, p.rejected)
-                                                                       for p in pairs]  # fmt: skip
+    assert [(p.id, p.prompt, p.chosen, p.rejected) for p in again] == [
+        (p.id, p.prompt, p.chosen, p.rejected) for p in pairs
+    ]
 
 
 BAD = [
@@ -83,8 +92,9 @@ BAD = [
 
 @pytest.mark.parametrize("record,message", BAD, ids=[m for _, m in BAD])
 def test_bad_input_names_file_and_line(folder, record, message):
-    f = write_lines(folder / "pairs.jsonl", [good(), {"id": "t", "prompt": "x", "chosen": "a", "rejected": "b"},
-                                             record])  # fmt: skip
+    f = write_lines(
+        folder / "pairs.jsonl", [good(), {"id": "t", "prompt": "x", "chosen": "a", "rejected": "b"}, record]
+    )
     with pytest.raises(DataError) as err:
         read_pairs(f)
     assert f"{f}:3" in str(err.value)

@@ -131,8 +131,12 @@ def test_a_hub_style_flat_config_reads_the_same(tmp_path):
     nested = json.loads(QWEN25_7B.read_text())
     text = nested.pop("text_config")
     rope, _ = text.pop("rope_parameters"), text.pop("model_type")
-    flat = {**nested, **text, "rope_theta": rope["rope_theta"],
-            "rope_scaling": {"type": "mrope", "mrope_section": rope["mrope_section"]}}  # fmt: skip
+    flat = {
+        **nested,
+        **text,
+        "rope_theta": rope["rope_theta"],
+        "rope_scaling": {"type": "mrope", "mrope_section": rope["mrope_section"]},
+    }
     (tmp_path / "config.json").write_text(json.dumps(flat))
     assert P.read_arch(tmp_path) == P.read_arch(QWEN25_7B)
 
@@ -140,8 +144,9 @@ def test_a_hub_style_flat_config_reads_the_same(tmp_path):
 # --- weights, gradients, optimizer state --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision,freeze_vision,lora", [("fp32", False, 0), ("bf16-pure", True, 0),
-                                                         ("fp32", True, 4)])  # fmt: skip
+@pytest.mark.parametrize(
+    "precision,freeze_vision,lora", [("fp32", False, 0), ("bf16-pure", True, 0), ("fp32", True, 4)]
+)
 def test_weight_gradient_and_adamw_bytes_are_exact(tiny_dirs, batches, precision, freeze_vision, lora):
     model = build(tiny_dirs, "qwen2_5_vl", precision, freeze_vision, lora=lora)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -151,8 +156,14 @@ def test_weight_gradient_and_adamw_bytes_are_exact(tiny_dirs, batches, precision
     state = [t for s in optimizer.state.values() for k, t in s.items() if k in ("exp_avg", "exp_avg_sq")]
     # `step` is a 0-dim tensor per parameter, on the CPU for the default (not fused/capturable) AdamW
     assert all(s["step"].ndim == 0 for s in optimizer.state.values())
-    plan = planned(tiny_dirs, "qwen2_5_vl", batches["qwen2_5_vl"], precision=precision,
-                   freeze_vision=freeze_vision, lora=lora)["bytes"]  # fmt: skip
+    plan = planned(
+        tiny_dirs,
+        "qwen2_5_vl",
+        batches["qwen2_5_vl"],
+        precision=precision,
+        freeze_vision=freeze_vision,
+        lora=lora,
+    )["bytes"]
     assert sum(p.nbytes for p in model.parameters()) == plan["weights"]
     assert sum(p.grad.nbytes for p in trained) == plan["gradients"]
     assert sum(t.nbytes for t in state) == plan["optimizer"]
@@ -171,13 +182,21 @@ def saved_bytes(model, batch, precision) -> tuple[int, int]:
     are alive when it ends; parameters and batch inputs (but the pixels: the patch embedding's input) left
     out."""
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    skip |= {v.untyped_storage().data_ptr() for k, v in vars(batch).items()
-             if isinstance(v, torch.Tensor) and k != "pixel_values"}  # fmt: skip
+    skip |= {
+        v.untyped_storage().data_ptr()
+        for k, v in vars(batch).items()
+        if isinstance(v, torch.Tensor) and k != "pixel_values"
+    }
     refs, found = [], {}
 
     def pack(t):
-        refs.append((weakref.ref(t.untyped_storage()), is_cpu_mask(t, batch.input_ids.shape[1]),
-                     t.grad_fn is not None and t.grad_fn.name() == "TBackward0"))  # fmt: skip
+        refs.append(
+            (
+                weakref.ref(t.untyped_storage()),
+                is_cpu_mask(t, batch.input_ids.shape[1]),
+                t.grad_fn is not None and t.grad_fn.name() == "TBackward0",
+            )
+        )
         return t
 
     def collect():
@@ -233,22 +252,46 @@ def peak_bytes(model, batch, precision) -> int:
 
 
 # the whole grid (54 cases) runs under `make test-slow`; the default run keeps six (~1 s each)
-GRID = [(a, p, f, c, 0, 0.0) for a in ("qwen2_5_vl", "qwen2_vl", "qwen2") for p in ("fp32", "bf16", "bf16-pure")
-        for f in ((False, True) if a != "qwen2" else (False,)) for c in (False, True)]  # fmt: skip
-GRID += [(a, p, True, c, 8, d) for a in ("qwen2_5_vl", "qwen2") for p in ("fp32", "bf16", "bf16-pure")
-         for c in (False, True) for d in (0.0, 0.05)]  # fmt: skip
-FAST = {("qwen2_5_vl", "bf16", True, False, 0, 0.0), ("qwen2_5_vl", "fp32", True, True, 0, 0.0),
-        ("qwen2_5_vl", "bf16-pure", False, True, 0, 0.0), ("qwen2_vl", "fp32", False, False, 0, 0.0),
-        ("qwen2", "bf16", True, True, 8, 0.05), ("qwen2_5_vl", "bf16", True, False, 8, 0.0)}  # fmt: skip
+GRID = [
+    (a, p, f, c, 0, 0.0)
+    for a in ("qwen2_5_vl", "qwen2_vl", "qwen2")
+    for p in ("fp32", "bf16", "bf16-pure")
+    for f in ((False, True) if a != "qwen2" else (False,))
+    for c in (False, True)
+]
+GRID += [
+    (a, p, True, c, 8, d)
+    for a in ("qwen2_5_vl", "qwen2")
+    for p in ("fp32", "bf16", "bf16-pure")
+    for c in (False, True)
+    for d in (0.0, 0.05)
+]
+FAST = {
+    ("qwen2_5_vl", "bf16", True, False, 0, 0.0),
+    ("qwen2_5_vl", "fp32", True, True, 0, 0.0),
+    ("qwen2_5_vl", "bf16-pure", False, True, 0, 0.0),
+    ("qwen2_vl", "fp32", False, False, 0, 0.0),
+    ("qwen2", "bf16", True, True, 8, 0.05),
+    ("qwen2_5_vl", "bf16", True, False, 8, 0.0),
+}
 CASES = [case if case in FAST else pytest.param(*case, marks=pytest.mark.slow) for case in GRID]
 
 
 @pytest.mark.parametrize("arch,precision,freeze_vision,checkpointing,lora,dropout", CASES)
-def test_activation_estimate_matches_measured(tiny_dirs, batches, arch, precision, freeze_vision,
-                                              checkpointing, lora, dropout):  # fmt: skip
+def test_activation_estimate_matches_measured(
+    tiny_dirs, batches, arch, precision, freeze_vision, checkpointing, lora, dropout
+):
     batch = batches[arch]
-    plan = planned(tiny_dirs, arch, batch, precision=precision, freeze_vision=freeze_vision,
-                   checkpointing=checkpointing, lora=lora, lora_dropout=dropout)  # fmt: skip
+    plan = planned(
+        tiny_dirs,
+        arch,
+        batch,
+        precision=precision,
+        freeze_vision=freeze_vision,
+        checkpointing=checkpointing,
+        lora=lora,
+        lora_dropout=dropout,
+    )
     acts, working = plan["bytes"]["activations"], plan["bytes"]["working"]
     model = build(tiny_dirs, arch, precision, freeze_vision, checkpointing, lora, dropout)
     peak = peak_bytes(model, batch, precision)
@@ -280,15 +323,37 @@ def run_plan(capsys, *args) -> tuple[int, dict | None, str]:
 
 
 def test_qwen25_vl_7b_fits_on_8_gpus_with_fsdp_and_not_on_one(capsys):
-    rc, res, out = run_plan(capsys, "--backbone", QWEN25_7B, "--gpus", 8, "--strategy", "fsdp", "--precision",
-                            "bf16", "--gradient-checkpointing", "--gpu-memory", 80)  # fmt: skip
+    rc, res, out = run_plan(
+        capsys,
+        "--backbone",
+        QWEN25_7B,
+        "--gpus",
+        8,
+        "--strategy",
+        "fsdp",
+        "--precision",
+        "bf16",
+        "--gradient-checkpointing",
+        "--gpu-memory",
+        80,
+    )
     assert rc == 0 and res["fits"] is True and res["per_gpu_gb"] < 80, out
     assert round(res["params_b"], 2) == 7.76 and res["trainable_params_b"] < res["params_b"]  # vision frozen
     terms = ("weights", "gradients", "optimizer", "working", "ddp_buckets", "activations", "overhead")
     assert res["per_gpu_gb"] == pytest.approx(sum(res[t + "_gb"] for t in terms), abs=0.01)
     assert "weights" in out and "fits" in out  # the human table comes first
-    rc, res, out = run_plan(capsys, "--backbone", QWEN25_7B, "--gpus", 1, "--strategy", "ddp",
-                            "--precision", "bf16", "--no-freeze-vision")  # fmt: skip
+    rc, res, out = run_plan(
+        capsys,
+        "--backbone",
+        QWEN25_7B,
+        "--gpus",
+        1,
+        "--strategy",
+        "ddp",
+        "--precision",
+        "bf16",
+        "--no-freeze-vision",
+    )
     assert rc == 0 and res["fits"] is False and res["per_gpu_gb"] > 80
     assert res["trainable_params_b"] == res["params_b"]
 

@@ -80,20 +80,35 @@ def test_trl_reward_fn_inputs_match_the_scoring_path(scorer):
 def test_verl_compute_score_as_verl_calls_it(rm_dir, scorer):
     params = list(inspect.signature(verl.compute_score).parameters)
     assert params[:4] == ["data_source", "solution_str", "ground_truth", "extra_info"]
-    extra_info = {"prompt": [{"role": "user", "content": f"<image>\n{PROMPT}"}], "images": [{"bytes": png("red"),
-                  "path": None}], "uid": "u7", "index": 3, "num_turns": 1}  # fmt: skip
+    extra_info = {
+        "prompt": [{"role": "user", "content": f"<image>\n{PROMPT}"}],
+        "images": [{"bytes": png("red"), "path": None}],
+        "uid": "u7",
+        "index": 3,
+        "num_turns": 1,
+    }
     reward_kwargs = {"model": str(rm_dir), "matcher": "normalized"}
     # verl's NaiveRewardManager: compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=...)
-    miss = verl.compute_score(data_source="synthetic", solution_str="The shape is red.", ground_truth="blue",
-                              extra_info=extra_info, **reward_kwargs)  # fmt: skip
+    miss = verl.compute_score(
+        data_source="synthetic",
+        solution_str="The shape is red.",
+        ground_truth="blue",
+        extra_info=extra_info,
+        **reward_kwargs,
+    )
     expected = raw(scorer, ref_sample())
     assert set(miss) == {"score", "raw", "prob", "match"}
     assert miss["raw"] == pytest.approx(expected, abs=1e-5) and miss["score"] == pytest.approx(
         sigmoid(expected)
     )
     assert miss["match"] == 0.0
-    hit = verl.compute_score(data_source="synthetic", solution_str="The answer is blue.", ground_truth="blue",
-                             extra_info=extra_info, **reward_kwargs)  # fmt: skip
+    hit = verl.compute_score(
+        data_source="synthetic",
+        solution_str="The answer is blue.",
+        ground_truth="blue",
+        extra_info=extra_info,
+        **reward_kwargs,
+    )
     assert hit["score"] == 1.0 and hit["match"] == 1.0
     sample = verl.verl_sample("The shape is red.", extra_info)
     assert sample.id == "u7" and same_encoding(scorer.encode(sample), scorer.encode(ref_sample()))
@@ -116,8 +131,10 @@ def test_openrlhf_reward_file(server, scorer, monkeypatch):
     tok = scorer.encoder.tokenizer
     prompt = tok.decode(enc.prompt.input_ids, skip_special_tokens=False)
     queries = [prompt + "The shape is red.<|im_end|>", prompt + "blue<|im_end|><|endoftext|>"]
-    labels = [json.dumps({"gt": "blue", "images": [data_uri(png("red"))]}),
-              {"gt": "blue", "images": [data_uri(png("red"))], "uid": 5}]  # fmt: skip
+    labels = [
+        json.dumps({"gt": "blue", "images": [data_uri(png("red"))]}),
+        {"gt": "blue", "images": [data_uri(png("red"))], "uid": 5},
+    ]
     out = openrlhf.reward_func(queries, [prompt, prompt], labels)
     assert set(out) == {"rewards", "scores", "extra_logs"}
     r = out["rewards"].tolist()

@@ -60,11 +60,28 @@ def test_trl_grpo_two_steps_images_reach_the_reward_model(rm_dir, tmp_path):
     rows = question_rows(4, seed=0, kinds=("colour", "position"))
     policy_dir = init_tiny(tmp_path / "policy", "qwen2_5_vl", seed=0)
     policy = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir, dtype=torch.float32)
-    args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, use_vllm=False,
-                      per_device_train_batch_size=4, num_generations=2, max_completion_length=6, max_steps=2,
-                      logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0)  # fmt: skip
-    trainer = GRPOTrainer(model=policy, reward_funcs=[trl_adapter.reward_fn], args=args,
-                          train_dataset=Dataset.from_list(rows), processing_class=load_processor(policy_dir, "qwen2_5_vl"))  # fmt: skip
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        use_vllm=False,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        max_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[trl_adapter.reward_fn],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=load_processor(policy_dir, "qwen2_5_vl"),
+    )
     try:
         trainer.train()
     finally:
@@ -81,13 +98,21 @@ def test_trl_grpo_two_steps_images_reach_the_reward_model(rm_dir, tmp_path):
         assert pv.shape[0] == int(grid.prod(-1).sum())
     # and they are the dataset's images, pixel for pixel
     dataset_pixels = [np.asarray(r["image"]) for r in rows]
-    assert encoded_images and all(any(np.array_equal(np.asarray(im), d) for d in dataset_pixels)
-                                  for im in encoded_images)  # fmt: skip
+    assert encoded_images and all(
+        any(np.array_equal(np.asarray(im), d) for d in dataset_pixels) for im in encoded_images
+    )
 
 
 def test_grpo_entry_point_runs(rm_dir, tmp_path):
-    cfg = GrpoConfig(output_dir=str(tmp_path / "run"), reward_model=str(rm_dir), prompts=4, max_steps=1,
-                     per_device_train_batch_size=4, num_generations=2, max_completion_length=4)  # fmt: skip
+    cfg = GrpoConfig(
+        output_dir=str(tmp_path / "run"),
+        reward_model=str(rm_dir),
+        prompts=4,
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=4,
+    )
     out = main(cfg)
     assert out["steps"] == 1 and len(out["mean_reward_per_step"]) == 1
     assert (tmp_path / "run" / "rewards.jsonl").read_text().count("\n") == 1

@@ -26,8 +26,18 @@ def test_exact_and_normalized():
     assert extract_answer("Answer: left\nbecause") == "left"
 
 
-@pytest.mark.parametrize("text,letter", [("(B)", "B"), ("B. a cat", "B"), ("Answer: c", "C"), ("the answer is (D)", "D"),
-                                         ("\\boxed{A}", "A"), ("I pick (C) here", "C"), ("no idea", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,letter",
+    [
+        ("(B)", "B"),
+        ("B. a cat", "B"),
+        ("Answer: c", "C"),
+        ("the answer is (D)", "D"),
+        ("\\boxed{A}", "A"),
+        ("I pick (C) here", "C"),
+        ("no idea", None),
+    ],
+)
 def test_choice_letters(text, letter):
     assert choice_letter(text) == letter
 

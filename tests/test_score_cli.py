@@ -24,8 +24,22 @@ def model_dir(tiny_dirs, tmp_path_factory):
 def test_score_writes_one_line_per_pair_and_a_summary(tmp_path, model_dir, capsys):
     synthesize(tmp_path / "d", pairs=4, eval_pairs=6, seed=1)
     out = tmp_path / "scores.jsonl"
-    assert main(["score", "--model", str(model_dir), "--input", str(tmp_path / "d" / "test.jsonl"),
-                 "--output", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(model_dir),
+                "--input",
+                str(tmp_path / "d" / "test.jsonl"),
+                "--output",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert summary["n"] == len(lines) == 6 and summary["output"] == str(out)

@@ -80,8 +80,10 @@ def test_live_server_batches_concurrent_requests(tmp_path):
     app = create_app(service(rm, max_batch_size=16, max_wait_ms=500.0))
 
     def body(s):
-        msgs = [{"role": "user", "content": s.prompt[0]["content"]},
-                {"role": "assistant", "content": s.responses[0]}]  # fmt: skip
+        msgs = [
+            {"role": "user", "content": s.prompt[0]["content"]},
+            {"role": "assistant", "content": s.responses[0]},
+        ]
         return {"samples": [{"messages": msgs, "images": [data_uri(s.images[0].data)]}]}
 
     async def fire(url):
@@ -111,8 +113,13 @@ def test_max_batch_size_one_scores_alone(tmp_path):
     results = []
 
     def call(url):
-        results.append(httpx.post(f"{url}/v1/reward", json={"samples": [{"messages": msgs, "images": [data_uri(png())]}]
-                                                           }, timeout=60).json())  # fmt: skip
+        results.append(
+            httpx.post(
+                f"{url}/v1/reward",
+                json={"samples": [{"messages": msgs, "images": [data_uri(png())]}]},
+                timeout=60,
+            ).json()
+        )
 
     with live_server(app) as url:
         threads = [threading.Thread(target=call, args=(url,)) for _ in range(4)]
@@ -137,9 +144,11 @@ def test_batcher_merges_identical_prompts_across_requests():
     b.start()
     try:
         same = PromptEncoding(input_ids=[7, 7])
-        futs = [b.submit([EncodedSample(PromptEncoding(input_ids=[7, 7]), [[1, 2]])], ["g"]),
-                b.submit([enc(5)], ["other"]),
-                b.submit([EncodedSample(same, [[3, 2], [4, 2]])], ["g"])]  # fmt: skip
+        futs = [
+            b.submit([EncodedSample(PromptEncoding(input_ids=[7, 7]), [[1, 2]])], ["g"]),
+            b.submit([enc(5)], ["other"]),
+            b.submit([EncodedSample(same, [[3, 2], [4, 2]])], ["g"]),
+        ]
         results = [f.result(10).rewards for f in futs]
     finally:
         b.stop()

@@ -30,24 +30,36 @@ def scorers(dirs):
 
 @pytest.fixture(scope="module")
 def client(dirs, scorers):
-    svc = RewardService(scorers["main"], model_dir=dirs["main"], ensemble=[(scorers["second"], dirs["second"])],
-                        text_scorer=(scorers["text"], dirs["text"]), max_wait_ms=1.0)  # fmt: skip
+    svc = RewardService(
+        scorers["main"],
+        model_dir=dirs["main"],
+        ensemble=[(scorers["second"], dirs["second"])],
+        text_scorer=(scorers["text"], dirs["text"]),
+        max_wait_ms=1.0,
+    )
     with TestClient(create_app(svc)) as c:
         yield c
 
 
 def messages(image: bool, response: str):
     if image:
-        user = [{"type": "image_url", "image_url": {"url": data_uri(png("red"))}},
-                {"type": "text", "text": "\nWhat colour is the shape?"}]  # fmt: skip
+        user = [
+            {"type": "image_url", "image_url": {"url": data_uri(png("red"))}},
+            {"type": "text", "text": "\nWhat colour is the shape?"},
+        ]
     else:
         user = "What is 2 + 2?"
     return [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
 
 
 def test_ensemble_mean_and_text_routing(client, scorers):
-    body = {"samples": [{"uid": "img", "messages": messages(True, "The shape is red.")},
-                        {"uid": "txt", "messages": messages(False, "4")}], "return": ["normalized"]}  # fmt: skip
+    body = {
+        "samples": [
+            {"uid": "img", "messages": messages(True, "The shape is red.")},
+            {"uid": "txt", "messages": messages(False, "4")},
+        ],
+        "return": ["normalized"],
+    }
     r = client.post("/v1/reward", json=body)
     assert r.status_code == 200, r.text
     img, txt = r.json()["results"]
@@ -55,16 +67,19 @@ def test_ensemble_mean_and_text_routing(client, scorers):
     a, b = (scorers[k]([image_sample])[0][0] for k in ("main", "second"))
     assert a != pytest.approx(b)  # two different models, so the mean is not either one
     assert img["raw"] == pytest.approx((a + b) / 2, abs=1e-5)
-    assert img["normalized"] == pytest.approx((scorers["main"].normalize(a) + scorers["second"].normalize(b)) / 2,
-                                              abs=1e-5)  # fmt: skip
+    assert img["normalized"] == pytest.approx(
+        (scorers["main"].normalize(a) + scorers["second"].normalize(b)) / 2, abs=1e-5
+    )
     t = scorers["text"]([text_sample])[0][0]  # the text-only sample goes to the text RM alone
     assert txt["raw"] == pytest.approx(t, abs=1e-5)
     assert txt["normalized"] == pytest.approx(scorers["text"].normalize(t), abs=1e-5)
 
 
 def test_openrlhf_route_uses_the_same_models(client, scorers):
-    r = client.post("/get_reward", json={"query": ["<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>"
-                                                   "assistant\n4<|im_end|>"]})  # fmt: skip
+    r = client.post(
+        "/get_reward",
+        json={"query": ["<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>"]},
+    )
     assert r.status_code == 200, r.text
     t = scorers["text"]([ref_sample(response="4", image=False)])[0][0]
     assert r.json()["rewards"][0] == pytest.approx(t, abs=1e-5)
@@ -73,8 +88,10 @@ def test_openrlhf_route_uses_the_same_models(client, scorers):
 def test_health_lists_every_model(client, dirs):
     models = client.get("/health").json()["models"]
     assert [(m["role"], m["model"]) for m in models] == [
-        ("main", str(dirs["main"])), ("ensemble", str(dirs["second"])), ("text", str(dirs["text"]))
-    ]  # fmt: skip
+        ("main", str(dirs["main"])),
+        ("ensemble", str(dirs["second"])),
+        ("text", str(dirs["text"])),
+    ]
     assert models[2]["model_type"] == "qwen2" and models[1]["reward_stats"]["mean"] == -1.0
 
 
@@ -85,8 +102,18 @@ def test_cli_flags_build_the_ensemble(dirs):
 
     p = argparse.ArgumentParser()
     cli.add_args(p)
-    args = p.parse_args(["--model", str(dirs["main"]), "--ensemble-model", str(dirs["second"]),
-                         "--text-model", str(dirs["text"]), "--device", "cpu"])  # fmt: skip
+    args = p.parse_args(
+        [
+            "--model",
+            str(dirs["main"]),
+            "--ensemble-model",
+            str(dirs["second"]),
+            "--text-model",
+            str(dirs["text"]),
+            "--device",
+            "cpu",
+        ]
+    )
     svc = cli.build_app(args).state.service
     assert [m.role for m in svc.all_members] == ["main", "ensemble", "text"]
     assert svc.revision not in {m.revision for m in svc.all_members}  # the served reward names all three

@@ -45,34 +45,75 @@ def image_content(url):
 
 CASES = {
     "wrong type": ({"samples": [{"messages": "hello"}]}, 422, "samples[0].messages"),
-    "wrong part type": ({"samples": [sample([{"type": "audio", "x": 1}])]}, 422, "samples[0].messages[0].content"),
+    "wrong part type": (
+        {"samples": [sample([{"type": "audio", "x": 1}])]},
+        422,
+        "samples[0].messages[0].content",
+    ),
     "missing samples": ({"sample": []}, 422, "samples"),
-    "missing response": ({"samples": [{"messages": [{"role": "user", "content": "hi"}]}]}, 422,
-                         "samples[0].messages"),
+    "missing response": (
+        {"samples": [{"messages": [{"role": "user", "content": "hi"}]}]},
+        422,
+        "samples[0].messages",
+    ),
     "empty response": ({"samples": [sample("hi", response="  ")]}, 422, "samples[0].messages[1].content"),
-    "undecodable image": ({"samples": [sample(image_content("data:image/png;base64,iVBORw0KGgoAAAA="))]}, 422,
-                          "samples[0].messages[0].content[0].image_url.url"),
-    "invalid base64": ({"samples": [sample(image_content("data:image/png;base64,@@@"))]}, 422,
-                       "samples[0].messages[0].content[0].image_url.url"),
-    "over the pixel limit": ({"samples": [sample(image_content(data_uri(png(size=(200, 200)))))]}, 422,
-                             "samples[0].messages[0].content[0].image_url.url"),
-    "too many images": ({"samples": [sample("<image><image><image>hi", images=[data_uri(png())] * 3)]}, 422,
-                        "samples[0]"),
-    "images without placeholders": ({"samples": [sample("<image>hi", images=[data_uri(png())] * 2)]}, 422,
-                                    "samples[0].images"),
-    "path with ..": ({"samples": [sample("<image>hi", images=["../outside/secret.png"])]}, 422,
-                     "samples[0].images[0]"),
-    "absolute path outside root": ({"samples": [sample("<image>hi", images=["/etc/hostname"])]}, 422,
-                                   "samples[0].images[0]"),
-    "symlink out of root": ({"samples": [sample("<image>hi", images=["link.png"])]}, 422, "samples[0].images[0]"),
-    "remote URL, no allow-list": ({"samples": [sample(image_content("https://example.org/cat.png"))]}, 422,
-                                  "samples[0].messages[0].content[0].image_url.url"),
-    "video_url": ({"samples": [sample([{"type": "video_url", "video_url": {"url": "x.mp4"}}])]}, 422,
-                  "samples[0].messages[0].content[0]"),
+    "undecodable image": (
+        {"samples": [sample(image_content("data:image/png;base64,iVBORw0KGgoAAAA="))]},
+        422,
+        "samples[0].messages[0].content[0].image_url.url",
+    ),
+    "invalid base64": (
+        {"samples": [sample(image_content("data:image/png;base64,@@@"))]},
+        422,
+        "samples[0].messages[0].content[0].image_url.url",
+    ),
+    "over the pixel limit": (
+        {"samples": [sample(image_content(data_uri(png(size=(200, 200)))))]},
+        422,
+        "samples[0].messages[0].content[0].image_url.url",
+    ),
+    "too many images": (
+        {"samples": [sample("<image><image><image>hi", images=[data_uri(png())] * 3)]},
+        422,
+        "samples[0]",
+    ),
+    "images without placeholders": (
+        {"samples": [sample("<image>hi", images=[data_uri(png())] * 2)]},
+        422,
+        "samples[0].images",
+    ),
+    "path with ..": (
+        {"samples": [sample("<image>hi", images=["../outside/secret.png"])]},
+        422,
+        "samples[0].images[0]",
+    ),
+    "absolute path outside root": (
+        {"samples": [sample("<image>hi", images=["/etc/hostname"])]},
+        422,
+        "samples[0].images[0]",
+    ),
+    "symlink out of root": (
+        {"samples": [sample("<image>hi", images=["link.png"])]},
+        422,
+        "samples[0].images[0]",
+    ),
+    "remote URL, no allow-list": (
+        {"samples": [sample(image_content("https://example.org/cat.png"))]},
+        422,
+        "samples[0].messages[0].content[0].image_url.url",
+    ),
+    "video_url": (
+        {"samples": [sample([{"type": "video_url", "video_url": {"url": "x.mp4"}}])]},
+        422,
+        "samples[0].messages[0].content[0]",
+    ),
     "over-length input": ({"samples": [sample("word " * 400)]}, 422, "samples[0]"),
-    "video frame over the pixel limit": ({"samples": [sample("<video>hi", videos=[[data_uri(png(size=(200, 200)))]])]},
-                                         422, "samples[0].videos[0][0]"),
-}  # fmt: skip
+    "video frame over the pixel limit": (
+        {"samples": [sample("<video>hi", videos=[[data_uri(png(size=(200, 200)))]])]},
+        422,
+        "samples[0].videos[0][0]",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -115,10 +156,21 @@ def test_malformed_json_and_body_size(client):
 
 
 OTHER = [
-    ("/get_reward", {"query": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"], "prompts": ["a", "b"]},
-     "prompts"),
-    ("/get_reward", {"query": ["<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n"
-                               "<|im_start|>assistant\nyo<|im_end|>"]}, "query[0]"),
+    (
+        "/get_reward",
+        {"query": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"], "prompts": ["a", "b"]},
+        "prompts",
+    ),
+    (
+        "/get_reward",
+        {
+            "query": [
+                "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n"
+                "<|im_start|>assistant\nyo<|im_end|>"
+            ]
+        },
+        "query[0]",
+    ),
     ("/get_reward", {"query": ["no markup at all"]}, "query[0]"),
     ("/get_reward", {"query": ["<|im_start|>user\nhi<|im_end|>\n"]}, "query[0]"),
     ("/get_reward", {"query": [1]}, "query[0]"),
@@ -129,9 +181,12 @@ OTHER = [
     ("/pooling", {"input": "x", "task": "embed"}, "task"),
     ("/v1/embeddings", {"input": "x", "encoding_format": "base64"}, "encoding_format"),
     ("/v1/score/evaluation", {"messages": "not a list"}, "messages"),
-    ("/v1/score/evaluation", {"messages": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"],
-                              "max_length": 3}, "messages[0]"),
-]  # fmt: skip
+    (
+        "/v1/score/evaluation",
+        {"messages": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"], "max_length": 3},
+        "messages[0]",
+    ),
+]
 
 
 @pytest.mark.parametrize("path,body,field", OTHER, ids=[f"{p}:{f}" for p, _, f in OTHER])
@@ -142,16 +197,28 @@ def test_other_routes_bad_requests(client, path, body, field):
 
 
 VALID = {
-    "/v1/reward": {"samples": [sample("<image>hi", images=[data_uri(png())], uid="u", group="g")],
-                   "return": ["prob"]},
-    "/get_reward": {"query": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>"],
-                    "prompts": [""], "labels": [{"gt": "yo"}], "uids": ["u"]},
-    "/classify": {"model": "m", "input": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo",
-                  "use_activation": False},
+    "/v1/reward": {
+        "samples": [sample("<image>hi", images=[data_uri(png())], uid="u", group="g")],
+        "return": ["prob"],
+    },
+    "/get_reward": {
+        "query": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>"],
+        "prompts": [""],
+        "labels": [{"gt": "yo"}],
+        "uids": ["u"],
+    },
+    "/classify": {
+        "model": "m",
+        "input": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo",
+        "use_activation": False,
+    },
     "/pooling": {"input": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"], "task": "classify"},
     "/v1/embeddings": {"model": "m", "input": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"},
-    "/v1/score/evaluation": {"model": "m", "messages": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"]},
-}  # fmt: skip
+    "/v1/score/evaluation": {
+        "model": "m",
+        "messages": ["<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo"],
+    },
+}
 JUNK = [
     None,
     0,

@@ -51,8 +51,10 @@ def chat(image_part=True, response="The shape is red."):
         {"type": "image_url", "image_url": {"url": data_uri(png("red"))}},
         {"type": "text", "text": f"\n{PROMPT}"},
     ]
-    return [{"role": "user", "content": user if image_part else "What is 2 + 2?"},
-            {"role": "assistant", "content": response}]  # fmt: skip
+    return [
+        {"role": "user", "content": user if image_part else "What is 2 + 2?"},
+        {"role": "assistant", "content": response},
+    ]
 
 
 def sigmoid(x):
@@ -60,8 +62,10 @@ def sigmoid(x):
 
 
 def test_native_reward_shape_and_values(client, scorer):
-    body = {"samples": [{"uid": "a", "messages": chat()}, {"messages": chat(image_part=False, response="4")}],
-            "return": ["raw", "normalized", "prob"]}  # fmt: skip
+    body = {
+        "samples": [{"uid": "a", "messages": chat()}, {"messages": chat(image_part=False, response="4")}],
+        "return": ["raw", "normalized", "prob"],
+    }
     r = client.post("/v1/reward", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -91,9 +95,17 @@ def test_native_image_forms_give_the_training_token_ids(scorer, form):
         "tag_in_text": (f"<image>\n{PROMPT}", [uri]),
         "no_placeholder": (f"\n{PROMPT}", [uri]),  # placed at the start of the first user turn
     }[form]
-    req = RewardRequest(samples=[{"messages": [{"role": "user", "content": content},
-                                               {"role": "assistant", "content": "The shape is red."}],
-                                  "images": images}])  # fmt: skip
+    req = RewardRequest(
+        samples=[
+            {
+                "messages": [
+                    {"role": "user", "content": content},
+                    {"role": "assistant", "content": "The shape is red."},
+                ],
+                "images": images,
+            }
+        ]
+    )
     s = req.samples[0]
     sample = sample_from_messages(s.messages, s.images, s.videos, "samples[0]", MediaPolicy())
     assert same_encoding(scorer.encode(sample), scorer.encode(ref_sample()))
@@ -188,8 +200,12 @@ def test_health_models_metrics(client, rm_dir):
     m = client.get("/v1/models").json()
     assert m["object"] == "list" and m["data"][0]["id"] == str(rm_dir) and m["data"][0]["object"] == "model"
     text = client.get("/metrics").text
-    for name in ("basereward_requests_total", "basereward_batch_size_bucket", "basereward_request_latency_seconds_bucket",
-                 "basereward_samples_total"):  # fmt: skip
+    for name in (
+        "basereward_requests_total",
+        "basereward_batch_size_bucket",
+        "basereward_request_latency_seconds_bucket",
+        "basereward_samples_total",
+    ):
         assert name in text
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")
 
@@ -201,8 +217,20 @@ def test_serve_verb_builds_the_app(rm_dir, tmp_path):
 
     p = argparse.ArgumentParser()
     add_args(p)
-    args = p.parse_args(["--model", str(rm_dir), "--device", "cpu", "--max-batch-size", "4", "--image-root",
-                         str(tmp_path), "--get-reward-path", "/reward"])  # fmt: skip
+    args = p.parse_args(
+        [
+            "--model",
+            str(rm_dir),
+            "--device",
+            "cpu",
+            "--max-batch-size",
+            "4",
+            "--image-root",
+            str(tmp_path),
+            "--get-reward-path",
+            "/reward",
+        ]
+    )
     assert args.host == "127.0.0.1"  # loopback unless told otherwise
     with TestClient(build_app(args)) as c:
         assert c.get("/health").json()["max_batch_size"] == 4
@@ -218,11 +246,22 @@ def test_native_video_as_frames(client, scorer):
     from basereward.types import ImageRef, Sample, VideoRef
 
     frames = [png("red"), png("blue")]
-    ref = Sample([{"role": "user", "content": "<video>\nWhat happens?"}], ["It turns blue."],
-                 videos=[VideoRef(frames=tuple(ImageRef(data=f) for f in frames))])  # fmt: skip
-    body = {"samples": [{"messages": [{"role": "user", "content": "<video>\nWhat happens?"},
-                                      {"role": "assistant", "content": "It turns blue."}],
-                         "videos": [[data_uri(f) for f in frames]]}]}  # fmt: skip
+    ref = Sample(
+        [{"role": "user", "content": "<video>\nWhat happens?"}],
+        ["It turns blue."],
+        videos=[VideoRef(frames=tuple(ImageRef(data=f) for f in frames))],
+    )
+    body = {
+        "samples": [
+            {
+                "messages": [
+                    {"role": "user", "content": "<video>\nWhat happens?"},
+                    {"role": "assistant", "content": "It turns blue."},
+                ],
+                "videos": [[data_uri(f) for f in frames]],
+            }
+        ]
+    }
     r = client.post("/v1/reward", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["raw"] == pytest.approx(ref_raw(scorer, ref), abs=1e-5)

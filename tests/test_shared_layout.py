@@ -37,8 +37,16 @@ def model_and_encoder(tiny_dirs, arch):
 
 
 def make_samples(images, vl: bool, k: int) -> list[Sample]:
-    answers = ["Red.", "It is blue, I think.", "green", "A long answer with several words in it.", "no", "7",
-               "The shape is a square on the left.", "Maybe."]  # fmt: skip
+    answers = [
+        "Red.",
+        "It is blue, I think.",
+        "green",
+        "A long answer with several words in it.",
+        "no",
+        "7",
+        "The shape is a square on the left.",
+        "Maybe.",
+    ]
     img = (lambda name: [images[name]]) if vl else (lambda name: [])
     tag = "<image>\n" if vl else ""
     return [
@@ -51,7 +59,7 @@ def make_samples(images, vl: bool, k: int) -> list[Sample]:
             answers[-k:],
             img("tall"),
             id="b",
-        ),  # fmt: skip
+        ),
         Sample([{"role": "user", "content": "2 + 2?"}], (answers[1:] + answers[:1])[:k], [], id="c"),
     ]
 
@@ -110,7 +118,7 @@ def test_negative_control_plain_causal_mask_fails(tiny_dirs, images):
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     batch.attention_mask = (causal[None] & (batch.valid_mask[:, None, :] > 0))[:, None] | torch.eye(
         length, dtype=torch.bool
-    )  # fmt: skip
+    )
     with torch.no_grad():
         ref = separate_rewards(model, encoded, enc.pad_id)
         wrong = model(batch)
@@ -132,8 +140,11 @@ def test_brute_force_no_response_attends_another(tiny_dirs, images):
 
     model, enc = model_and_encoder(tiny_dirs, "qwen2_5_vl")
     model.eval()
-    base = Sample([{"role": "user", "content": "<image>\nWhat?"}], ["First answer.", "Second.", "Third one"],
-                  [images["square"]])  # fmt: skip
+    base = Sample(
+        [{"role": "user", "content": "<image>\nWhat?"}],
+        ["First answer.", "Second.", "Third one"],
+        [images["square"]],
+    )
     changed = Sample(base.prompt, ["Totally different first answer!", "Second.", "Third one"], base.images)
     with torch.no_grad():
         r0 = model(collate_shared([enc.encode(base)], enc.pad_id))

@@ -143,12 +143,18 @@ def test_encoder_gives_exactly_what_the_qwen_processor_gives(tiny_dirs, arch, tm
     proc = load_processor(tiny_dirs[arch], arch)
     enc = Encoder(proc, arch)
     cases = [
-        Sample([{"role": "user", "content": "<image>\nFirst <image> then\n<image> all three?"}], ["a"],
-               [ImageRef(path=str(p)) for p in paths]),
-        Sample([{"role": "system", "content": "S."}, {"role": "user", "content": "<image>What?"}], ["a"],
-               [ImageRef(path=str(paths[1]))]),
+        Sample(
+            [{"role": "user", "content": "<image>\nFirst <image> then\n<image> all three?"}],
+            ["a"],
+            [ImageRef(path=str(p)) for p in paths],
+        ),
+        Sample(
+            [{"role": "system", "content": "S."}, {"role": "user", "content": "<image>What?"}],
+            ["a"],
+            [ImageRef(path=str(paths[1]))],
+        ),
         Sample([{"role": "user", "content": "No image at all."}], ["a"]),
-    ]  # fmt: skip
+    ]
     for s in cases:
         ours = enc.encode(s).prompt
         text = proc.apply_chat_template(

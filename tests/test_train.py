@@ -21,11 +21,19 @@ def colour_data(tmp_path_factory):
 
 def config(out, backbone, data, **kw):
     base = dict(
-        output_dir=str(out), seed=0, model=ModelArgs(backbone=str(backbone)),
+        output_dir=str(out),
+        seed=0,
+        model=ModelArgs(backbone=str(backbone)),
         data=DataArgs(train=str(data / "train.jsonl"), validation=str(data / "validation.jsonl")),
-        optim=OptimArgs(lr=2e-3, warmup_steps=5, weight_decay=0.0), batch_size=16, micro_batch_size=8,
-        max_steps=4, eval_every=0, log_every=1, progress=False, tensorboard=False,
-    )  # fmt: skip
+        optim=OptimArgs(lr=2e-3, warmup_steps=5, weight_decay=0.0),
+        batch_size=16,
+        micro_batch_size=8,
+        max_steps=4,
+        eval_every=0,
+        log_every=1,
+        progress=False,
+        tensorboard=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -40,10 +48,21 @@ def test_training_raises_validation_accuracy(tmp_path, colour_data):
     from basereward.tiny import init_tiny
 
     backbone = init_tiny(tmp_path / "tiny", size="demo", seed=0)
-    res = train_main(config(tmp_path / "run", backbone, colour_data, max_steps=60, max_eval_pairs=None,
-                            optim=OptimArgs(lr=1e-3, warmup_steps=10, weight_decay=0.05)))  # fmt: skip
-    before = train_main(config(tmp_path / "run0", backbone, colour_data, max_steps=1,
-                               optim=OptimArgs(lr=1e-9, warmup_steps=1)))  # fmt: skip
+    res = train_main(
+        config(
+            tmp_path / "run",
+            backbone,
+            colour_data,
+            max_steps=60,
+            max_eval_pairs=None,
+            optim=OptimArgs(lr=1e-3, warmup_steps=10, weight_decay=0.05),
+        )
+    )
+    before = train_main(
+        config(
+            tmp_path / "run0", backbone, colour_data, max_steps=1, optim=OptimArgs(lr=1e-9, warmup_steps=1)
+        )
+    )
     assert before["validation"]["accuracy"] < 0.7
     assert res["validation"]["accuracy"] >= 0.85, res["validation"]
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"split": "train"') == 60
@@ -53,10 +72,20 @@ def test_one_step_changes_every_trainable_parameter_and_no_frozen_one(tmp_path, 
     from basereward.model.reward_model import RewardModel
 
     init = RewardModel.from_backbone(tiny_dirs["qwen2_5_vl"], seed=0)
-    before = {**{k: v.clone() for k, v in init.backbone.state_dict().items()},
-              **{"head." + k: v.clone() for k, v in init.head.state_dict().items()}}  # fmt: skip
-    train_main(config(tmp_path / "run", tiny_dirs["qwen2_5_vl"], colour_data, max_steps=1, freeze_vision=True,
-                      freeze_aligner=False))  # fmt: skip
+    before = {
+        **{k: v.clone() for k, v in init.backbone.state_dict().items()},
+        **{"head." + k: v.clone() for k, v in init.head.state_dict().items()},
+    }
+    train_main(
+        config(
+            tmp_path / "run",
+            tiny_dirs["qwen2_5_vl"],
+            colour_data,
+            max_steps=1,
+            freeze_vision=True,
+            freeze_aligner=False,
+        )
+    )
     after = final_weights(tmp_path / "run")
     assert set(after) == set(before)
     frozen = [k for k in before if k.startswith("visual.") and not k.startswith("visual.merger.")]
@@ -112,9 +141,22 @@ def test_training_and_score_feed_identical_token_ids(tmp_path, tiny_dirs, colour
 def test_bf16_checkpointing_workers_padded_and_tensorboard_run(tmp_path, tiny_dirs, colour_data):
     """The optional paths run end to end: bf16 autocast, gradient checkpointing, a DataLoader worker, the padded
     layout, frozen aligner, TensorBoard scalars."""
-    res = train_main(config(tmp_path / "run", tiny_dirs["qwen2_5_vl"], colour_data, max_steps=2, precision="bf16",
-                            gradient_checkpointing=True, num_workers=1, layout="padded", freeze_aligner=True,
-                            tensorboard=True, eval_every=1, max_eval_pairs=8))  # fmt: skip
+    res = train_main(
+        config(
+            tmp_path / "run",
+            tiny_dirs["qwen2_5_vl"],
+            colour_data,
+            max_steps=2,
+            precision="bf16",
+            gradient_checkpointing=True,
+            num_workers=1,
+            layout="padded",
+            freeze_aligner=True,
+            tensorboard=True,
+            eval_every=1,
+            max_eval_pairs=8,
+        )
+    )
     assert res["steps"] == 2 and res["validation"]["n"] == 8
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     evals = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -17,8 +17,10 @@ def run(args) -> dict:
     score_args = _with_variants(args, [v for v in chosen if v in score_bench.VARIANTS])
     out = train_bench.run(train_args) if train_args.variants else {}
     score = score_bench.run(score_args) if score_args.variants else {}
-    machine = {**out.get("machine", {}), **{f"score_{k}": v for k, v in score.get("machine", {}).items()
-                                            if k.startswith("load")}}  # fmt: skip
+    machine = {
+        **out.get("machine", {}),
+        **{f"score_{k}": v for k, v in score.get("machine", {}).items() if k.startswith("load")},
+    }
     return {**out, **score, "machine": machine}
 
 

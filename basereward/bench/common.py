@@ -35,9 +35,14 @@ RECORD = "BENCH_RECORD "  # prefix of the worker's result lines (libraries print
 
 def child_env(threads: int = THREADS) -> dict:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
-               PYTHONUNBUFFERED="1")  # fmt: skip
+    env.update(
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 
@@ -47,16 +52,25 @@ def run_worker(spec: dict, timeout_s: float = 1800.0) -> list[dict]:
     variant). A crash or timeout becomes one record per requested variant with an "error" key (fail soft)."""
     load_before = os.getloadavg()[0]
     try:
-        proc = subprocess.run([sys.executable, "-m", "basereward.bench.worker"], input=json.dumps(spec),
-                              capture_output=True, text=True, timeout=timeout_s, env=child_env(spec["threads"]))  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "basereward.bench.worker"],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=child_env(spec["threads"]),
+        )
         records = [
             json.loads(line[len(RECORD) :]) for line in proc.stdout.splitlines() if line.startswith(RECORD)
         ]
         if proc.returncode != 0 or len(records) < len(spec["variants"]):
             tail = (proc.stderr or proc.stdout)[-2000:]
             done = {r["variant"] for r in records}
-            records += [{"variant": v, "error": f"worker exit {proc.returncode}: {tail}"}
-                        for v in spec["variants"] if v not in done]  # fmt: skip
+            records += [
+                {"variant": v, "error": f"worker exit {proc.returncode}: {tail}"}
+                for v in spec["variants"]
+                if v not in done
+            ]
     except subprocess.TimeoutExpired:
         records = [{"variant": v, "error": f"timeout after {timeout_s:.0f} s"} for v in spec["variants"]]
     load_after = os.getloadavg()[0]
@@ -65,8 +79,9 @@ def run_worker(spec: dict, timeout_s: float = 1800.0) -> list[dict]:
     return records
 
 
-def interleaved(base_spec: dict, variants: list[str], repeats: int, same_process: bool,
-                log=print) -> dict[str, list[dict]]:  # fmt: skip
+def interleaved(
+    base_spec: dict, variants: list[str], repeats: int, same_process: bool, log=print
+) -> dict[str, list[dict]]:
     """Run `variants` `repeats` times, interleaved; gates are recorded on the first repeat only.
     `same_process` runs all variants of one repeat in a single worker (a quick smoke test, not a benchmark)."""
     out: dict[str, list[dict]] = {v: [] for v in variants}
@@ -80,9 +95,12 @@ def interleaved(base_spec: dict, variants: list[str], repeats: int, same_process
                 med = statistics.median(rec["times"]) if rec.get("times") else float("nan")
                 msg = rec.get("error", "").splitlines()[:1]
                 rss = rec.get("peak_rss_mb")
-                log(f"  repeat {rep + 1}/{repeats} {rec['variant']:<4} median {med * 1e3:8.1f} ms/step, peak RSS "
+                log(
+                    f"  repeat {rep + 1}/{repeats} {rec['variant']:<4} median {med * 1e3:8.1f} ms/step, peak RSS "
                     f"{'-' if rss is None else f'{rss:.0f} MB'}, load {rec['load_1min'][0]:.2f} ({time.time() - t0:.0f} s)"
-                    f"{' ERROR ' + msg[0] if msg else ''}", flush=True)  # fmt: skip
+                    f"{' ERROR ' + msg[0] if msg else ''}",
+                    flush=True,
+                )
     return out
 
 
@@ -118,7 +136,7 @@ def add_workload_args(p, variants: dict) -> None:
     p.add_argument(
         "--threads", type=int, help="torch threads per worker (default 2 as the spec says; quick: 1)"
     )
-    p.add_argument("--seed", type=int, default=0)  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
 
 
 def resolve(args, full: dict, quick: dict) -> dict:
@@ -147,9 +165,17 @@ def prepare(args, opts: dict, kind: str, workload: dict, n_images: int) -> tuple
         init_tiny(model_dir, size=opts["size"], seed=args.seed)
     images = write_images(work / "images", n_images, opts["image_px"], seed=args.seed)
     shutil.rmtree(work / f"gates-{kind}", ignore_errors=True)  # never compare against an earlier run's files
-    spec = {"kind": kind, "model_dir": str(model_dir), "images": images, "workload": workload,
-            "warmup": opts["warmup"], "steps": opts["steps"], "threads": opts["threads"], "seed": args.seed,
-            "gates_dir": str(work / f"gates-{kind}")}  # fmt: skip
+    spec = {
+        "kind": kind,
+        "model_dir": str(model_dir),
+        "images": images,
+        "workload": workload,
+        "warmup": opts["warmup"],
+        "steps": opts["steps"],
+        "threads": opts["threads"],
+        "seed": args.seed,
+        "gates_dir": str(work / f"gates-{kind}"),
+    }
     return spec, work, own
 
 
@@ -318,9 +344,18 @@ def fmt(x, spec: str = ".3f", none: str = "-") -> str:
 def ratio_table(cmp: dict) -> str:
     """Speedup rows: pooled-median ratio with its bootstrap CI, the median of per-repeat ratios, the FLOP-predicted
     ratio, measured / predicted, and whether the gates allow reporting it."""
-    rows = [[k, fmt(c["measured"], ".2f"), "-" if not c["ci95"] else f"{c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}",
-             fmt(c.get("median_of_repeats"), ".2f"), fmt(c["predicted"], ".2f"), fmt(c["efficiency"], ".2f"),
-             "yes" if c["gate_passed"] else "no"] for k, c in cmp.items()]  # fmt: skip
+    rows = [
+        [
+            k,
+            fmt(c["measured"], ".2f"),
+            "-" if not c["ci95"] else f"{c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}",
+            fmt(c.get("median_of_repeats"), ".2f"),
+            fmt(c["predicted"], ".2f"),
+            fmt(c["efficiency"], ".2f"),
+            "yes" if c["gate_passed"] else "no",
+        ]
+        for k, c in cmp.items()
+    ]
     headers = ["ratio", "measured", "95% CI", "per-repeat median", "FLOP-predicted", "efficiency", "gate ok"]
     return table(headers, rows)
 

@@ -13,8 +13,10 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-WORDS = ("what colour is the shape in this image and how many of them are on the left or right side ? describe "
-         "it with a single word answer").split()  # fmt: skip
+WORDS = (
+    "what colour is the shape in this image and how many of them are on the left or right side ? describe "
+    "it with a single word answer"
+).split()
 
 
 @dataclass(frozen=True)

@@ -42,20 +42,30 @@ class Dims:
         """From a Qwen2.5-VL / Qwen2-VL / Qwen2 config (transformers object or its text/vision sub-configs)."""
         text = getattr(cfg, "text_config", None) or cfg
         hd = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-        kw = dict(hidden=text.hidden_size, layers=text.num_hidden_layers, heads=text.num_attention_heads,
-                  kv_heads=text.num_key_value_heads, head_dim=hd, ffn=text.intermediate_size,
-                  vocab=text.vocab_size)  # fmt: skip
+        kw = dict(
+            hidden=text.hidden_size,
+            layers=text.num_hidden_layers,
+            heads=text.num_attention_heads,
+            kv_heads=text.num_key_value_heads,
+            head_dim=hd,
+            ffn=text.intermediate_size,
+            vocab=text.vocab_size,
+        )
         v = getattr(cfg, "vision_config", None)
         if v is not None:
             v_hidden = getattr(v, "hidden_size", None) or v.embed_dim
             patch, merge = v.patch_size, v.spatial_merge_size
             window = getattr(v, "window_size", None)
-            kw.update(v_hidden=v_hidden, v_depth=v.depth, v_merge=merge,
-                      v_ffn=getattr(v, "intermediate_size", None) or v_hidden * getattr(v, "mlp_ratio", 4),
-                      v_out=getattr(v, "out_hidden_size", None) or getattr(v, "hidden_size", text.hidden_size),
-                      v_patch_in=getattr(v, "in_channels", 3) * v.temporal_patch_size * patch * patch,
-                      v_window_merged=window // merge // patch if window else 0,
-                      v_fullatt=tuple(getattr(v, "fullatt_block_indexes", None) or range(v.depth)))  # fmt: skip
+            kw.update(
+                v_hidden=v_hidden,
+                v_depth=v.depth,
+                v_merge=merge,
+                v_ffn=getattr(v, "intermediate_size", None) or v_hidden * getattr(v, "mlp_ratio", 4),
+                v_out=getattr(v, "out_hidden_size", None) or getattr(v, "hidden_size", text.hidden_size),
+                v_patch_in=getattr(v, "in_channels", 3) * v.temporal_patch_size * patch * patch,
+                v_window_merged=window // merge // patch if window else 0,
+                v_fullatt=tuple(getattr(v, "fullatt_block_indexes", None) or range(v.depth)),
+            )
         return cls(**kw)
 
     def to_dict(self) -> dict:
@@ -142,8 +152,9 @@ def _window_pairs(t: int, h: int, w: int, d: Dims) -> int:
 # ---- whole steps
 
 
-def batch_forward_flops(rows: list[dict], grid_thw: list, d: Dims, *, head_positions: int,
-                        lm_head: bool = False) -> float:  # fmt: skip
+def batch_forward_flops(
+    rows: list[dict], grid_thw: list, d: Dims, *, head_positions: int, lm_head: bool = False
+) -> float:
     """Forward FLOPs of one backbone call. `rows`: per row {"width": padded width, "pairs": allowed attention
     pairs}; `grid_thw`: the images the call encodes; `head_positions`: positions the reward head runs on."""
     tokens = sum(r["width"] for r in rows)
@@ -184,9 +195,21 @@ def describe_batch(batch, layout: str) -> dict:
 
 
 # Qwen2.5-VL-7B-Instruct's published config.json (no download needed: the numbers are all the FLOP model uses)
-QWEN2_5_VL_7B = dict(hidden=3584, layers=28, heads=28, kv_heads=4, head_dim=128, ffn=18944, vocab=152064,
-                     v_hidden=1280, v_depth=32, v_ffn=3420, v_out=3584, v_window_merged=4,
-                     v_fullatt=(7, 15, 23, 31))  # fmt: skip
+QWEN2_5_VL_7B = dict(
+    hidden=3584,
+    layers=28,
+    heads=28,
+    kv_heads=4,
+    head_dim=128,
+    ffn=18944,
+    vocab=152064,
+    v_hidden=1280,
+    v_depth=32,
+    v_ffn=3420,
+    v_out=3584,
+    v_window_merged=4,
+    v_fullatt=(7, 15, 23, 31),
+)
 
 
 def qwen2_5_vl_7b(layers: int = 28, v_depth: int = 32) -> Dims:

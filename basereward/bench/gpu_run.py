@@ -84,8 +84,12 @@ def preflight(args, log) -> dict:
     import transformers
 
     dev = torch.cuda.get_device_name(0) if RUN["device"] == "cuda" else "cpu (smoke test, not a measurement)"
-    info = {"device": dev, "torch": torch.__version__, "cuda": torch.version.cuda,
-            "transformers": transformers.__version__}  # fmt: skip
+    info = {
+        "device": dev,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+    }
     try:
         import flash_attn
 
@@ -109,8 +113,10 @@ def preflight(args, log) -> dict:
     text = "dense" if args.attn == "dense" else ga.choose_backend(dev, args.attn, dt, log=log)
     vision = ga.choose_backend(dev, "auto", dt, causal=False, log=log)
     # no fast kernel: "reference" would be a Python loop; the stock paths do the same work better
-    info["attention"] = {"text": "dense" if text == "reference" else text,
-                         "vision": "none" if vision == "reference" else vision}  # fmt: skip
+    info["attention"] = {
+        "text": "dense" if text == "reference" else text,
+        "vision": "none" if vision == "reference" else vision,
+    }
     if info["attention"]["text"] == "dense":
         log("no segment-aware kernel passed: shared variants use SDPA with the dense 4-D mask")
     return info
@@ -288,9 +294,15 @@ def make_step(variant: str, model, batch, optimizer, lm_head):
 def summarize(times: list[float], flops_per_step: float, items: int, info: dict) -> dict:
     med = statistics.median(times)
     tflops = flops_per_step / med / 1e12
-    return {"median_s": med, "iqr_s": [_q(times, 0.25), _q(times, 0.75)], "n_timed": len(times),
-            "items_per_s": items / med, "tflops": tflops, "mfu": tflops / info["peak_tflops"],
-            "mfu_vs_mamf": tflops / info["mamf_tflops"] if info.get("mamf_tflops") else None}  # fmt: skip
+    return {
+        "median_s": med,
+        "iqr_s": [_q(times, 0.25), _q(times, 0.75)],
+        "n_timed": len(times),
+        "items_per_s": items / med,
+        "tflops": tflops,
+        "mfu": tflops / info["peak_tflops"],
+        "mfu_vs_mamf": tflops / info["mamf_tflops"] if info.get("mamf_tflops") else None,
+    }
 
 
 def _q(xs: list[float], q: float) -> float:

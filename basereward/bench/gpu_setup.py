@@ -15,8 +15,15 @@ import math
 from basereward.bench import flops
 
 # Qwen2's real special-token ids, so the synthetic ids look like a real checkpoint's
-IDS = dict(pad=151643, im_start=151644, im_end=151645, vision_start=151652, vision_end=151653, image=151655,
-           video=151656)  # fmt: skip
+IDS = dict(
+    pad=151643,
+    im_start=151644,
+    im_end=151645,
+    vision_start=151652,
+    vision_end=151653,
+    image=151655,
+    video=151656,
+)
 PATCH_IN = 3 * 2 * 14 * 14
 # --smoke-cpu: the same code paths at toy width, so the whole script can be exercised on a CPU
 SMOKE = dict(hidden=128, heads=4, kv_heads=2, head_dim=32, ffn=256, v_hidden=64, v_ffn=128, v_out=128)
@@ -36,19 +43,49 @@ def qwen7b_config(layers: int = 28, v_depth: int = 32, smoke: bool = False):
 
     d = dims_for(layers, v_depth, smoke)
     half = d.head_dim // 2  # mrope sections (t, h, w) sum to head_dim / 2; 7B: [16, 24, 24]
-    text = dict(vocab_size=d.vocab, hidden_size=d.hidden, intermediate_size=d.ffn, num_hidden_layers=d.layers,
-                num_attention_heads=d.heads, num_key_value_heads=d.kv_heads, max_position_embeddings=128000,
-                rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                                    "mrope_section": [half // 4, 3 * half // 8, 3 * half // 8]},
-                bos_token_id=IDS["pad"], pad_token_id=IDS["pad"], eos_token_id=IDS["im_end"],
-                tie_word_embeddings=False, initializer_range=0.02)  # fmt: skip
-    vision = dict(depth=d.v_depth, hidden_size=d.v_hidden, intermediate_size=d.v_ffn, in_channels=3,
-                  num_heads=4 if smoke else 16, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                  out_hidden_size=d.v_out, fullatt_block_indexes=list(d.v_fullatt), tokens_per_second=2,
-                  initializer_range=0.02)  # fmt: skip
-    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=IDS["image"],
-                           video_token_id=IDS["video"], vision_start_token_id=IDS["vision_start"],
-                           vision_end_token_id=IDS["vision_end"])  # fmt: skip
+    text = dict(
+        vocab_size=d.vocab,
+        hidden_size=d.hidden,
+        intermediate_size=d.ffn,
+        num_hidden_layers=d.layers,
+        num_attention_heads=d.heads,
+        num_key_value_heads=d.kv_heads,
+        max_position_embeddings=128000,
+        rms_norm_eps=1e-6,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 1e6,
+            "mrope_section": [half // 4, 3 * half // 8, 3 * half // 8],
+        },
+        bos_token_id=IDS["pad"],
+        pad_token_id=IDS["pad"],
+        eos_token_id=IDS["im_end"],
+        tie_word_embeddings=False,
+        initializer_range=0.02,
+    )
+    vision = dict(
+        depth=d.v_depth,
+        hidden_size=d.v_hidden,
+        intermediate_size=d.v_ffn,
+        in_channels=3,
+        num_heads=4 if smoke else 16,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        out_hidden_size=d.v_out,
+        fullatt_block_indexes=list(d.v_fullatt),
+        tokens_per_second=2,
+        initializer_range=0.02,
+    )
+    cfg = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=IDS["image"],
+        video_token_id=IDS["video"],
+        vision_start_token_id=IDS["vision_start"],
+        vision_end_token_id=IDS["vision_end"],
+    )
     cfg._attn_implementation = "sdpa"
     return cfg, d
 
@@ -65,9 +102,12 @@ def synthetic_prompt(gen, text_tokens: int = 128, grid: tuple[int, int, int] = (
     half = len(text) // 2
     ids = text[:half] + [IDS["vision_start"]] + [IDS["image"]] * n_img + [IDS["vision_end"]] + text[half:]
     types = [0] * (half + 1) + [1] * n_img + [0] * (len(text) - half + 1)
-    return PromptEncoding(input_ids=ids, mm_token_type_ids=types,
-                          pixel_values=torch.randn(t * h * w, PATCH_IN, generator=gen),
-                          image_grid_thw=torch.tensor([[t, h, w]]))  # fmt: skip
+    return PromptEncoding(
+        input_ids=ids,
+        mm_token_type_ids=types,
+        pixel_values=torch.randn(t * h * w, PATCH_IN, generator=gen),
+        image_grid_thw=torch.tensor([[t, h, w]]),
+    )
 
 
 def response_lengths(gen, n: int, length: int, lognormal: bool) -> list[int]:
@@ -79,8 +119,16 @@ def response_lengths(gen, n: int, length: int, lognormal: bool) -> list[int]:
     return [int(min(4 * length, max(length // 4, round(length * math.exp(0.6 * x))))) for x in z]
 
 
-def synthetic_samples(n_prompts: int, per_prompt: int, *, text_tokens: int = 128, grid=(1, 64, 56),
-                      response_len: int = 256, lognormal: bool = False, seed: int = 0) -> list:  # fmt: skip
+def synthetic_samples(
+    n_prompts: int,
+    per_prompt: int,
+    *,
+    text_tokens: int = 128,
+    grid=(1, 64, 56),
+    response_len: int = 256,
+    lognormal: bool = False,
+    seed: int = 0,
+) -> list:
     """n_prompts EncodedSamples with per_prompt responses each (2 = a pair, G = a group)."""
     import torch
 
@@ -124,5 +172,6 @@ def variant_flops(variant: str, samples: list, dims: flops.Dims) -> float:
     shared = variant == "S3"
     b = (collate_shared if shared else collate_padded)(samples, pad)
     d = call(b, "shared" if shared else "padded", variant == "S0")
-    return flops.batch_forward_flops(d["rows"], d["grid_thw"], dims, head_positions=d["head_positions"],
-                                     lm_head=variant == "S0")  # fmt: skip
+    return flops.batch_forward_flops(
+        d["rows"], d["grid_thw"], dims, head_positions=d["head_positions"], lm_head=variant == "S0"
+    )

@@ -59,8 +59,18 @@ def train_once(
     out = workdir / "runs" / name
     subprocess.run(["rm", "-rf", str(out)], check=True)
     train = ["-m", "basereward", "train", *overrides, f"output_dir={out}", f"distributed.strategy={strategy}"]
-    cmd = [sys.executable, *train] if nproc == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *train]  # fmt: skip
+    cmd = (
+        [sys.executable, *train]
+        if nproc == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            *train,
+        ]
+    )
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(threads), timeout=3600)
     wall = time.time() - t0
@@ -68,8 +78,11 @@ def train_once(
         return {"error": (proc.stderr or proc.stdout)[-1500:], "wall_s": wall}
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     train_recs = [r for r in recs if r["split"] == "train"]
-    return {"elapsed": {r["step"]: r["elapsed_s"] for r in train_recs}, "wall_s": wall,
-            "load_1min": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "elapsed": {r["step"]: r["elapsed_s"] for r in train_recs},
+        "wall_s": wall,
+        "load_1min": os.getloadavg()[0],
+    }
 
 
 def pairs_per_s(rec: dict, warmup: int, steps: int, batch: int) -> float | None:
@@ -87,10 +100,21 @@ def run(args) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     model, data = prepare(workdir, args.size, args.pairs)
     total = args.warmup + args.steps
-    overrides = [f"model.backbone={model}", f"data.train={data}", "data.validation=null",
-                 f"batch_size={args.batch_size}", f"micro_batch_size={args.micro_batch_size}", f"max_steps={total}",
-                 "log_every=1", "save_every=0", "eval_every=0", "progress=false", "tensorboard=false",
-                 "optim.lr=1e-3", "optim.warmup_steps=1"]  # fmt: skip
+    overrides = [
+        f"model.backbone={model}",
+        f"data.train={data}",
+        "data.validation=null",
+        f"batch_size={args.batch_size}",
+        f"micro_batch_size={args.micro_batch_size}",
+        f"max_steps={total}",
+        "log_every=1",
+        "save_every=0",
+        "eval_every=0",
+        "progress=false",
+        "tensorboard=false",
+        "optim.lr=1e-3",
+        "optim.warmup_steps=1",
+    ]
     configs = {
         "1 proc x all cores": (1, cores, "ddp"),
         f"1 proc x {per_rank} thread(s)": (1, per_rank, "ddp"),
@@ -106,23 +130,44 @@ def run(args) -> dict:
                 errors[name] = rec["error"]
             else:
                 results[name].append(pps)
-            print(f"  repeat {rep + 1}/{args.repeats} {name:<22} {pps or float('nan'):8.2f} pairs/s "
-                  f"(wall {rec['wall_s']:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"  repeat {rep + 1}/{args.repeats} {name:<22} {pps or float('nan'):8.2f} pairs/s "
+                f"(wall {rec['wall_s']:.0f} s)",
+                flush=True,
+            )
     median = {k: statistics.median(v) if v else None for k, v in results.items()}
     base = median[f"1 proc x {per_rank} thread(s)"]
     efficiency = {k: (v / (configs[k][0] * base) if v and base else None) for k, v in median.items()}
     whole = median["1 proc x all cores"]
     speedup = {k: (v / whole if v and whole else None) for k, v in median.items()}
-    rows = [[k, f"{configs[k][0]}", f"{configs[k][1]}", f"{median[k] or float('nan'):.2f}",
-             f"{efficiency[k] or float('nan'):.2f}", f"{speedup[k] or float('nan'):.2f}"] for k in configs]  # fmt: skip
+    rows = [
+        [
+            k,
+            f"{configs[k][0]}",
+            f"{configs[k][1]}",
+            f"{median[k] or float('nan'):.2f}",
+            f"{efficiency[k] or float('nan'):.2f}",
+            f"{speedup[k] or float('nan'):.2f}",
+        ]
+        for k in configs
+    ]
     print(
         table(
             ["configuration", "processes", "threads/proc", "pairs/s", "efficiency", "vs 1 proc all cores"],
             rows,
         )
     )
-    return {"bench": "scale", "size": args.size, "batch_size": args.batch_size,
-            "micro_batch_size": args.micro_batch_size, "timed_steps": args.steps, "repeats": args.repeats,
-            "pairs_per_s": median, "samples": results, "scaling_efficiency": efficiency,
-            "speedup_vs_one_process_all_cores": speedup, "errors": errors,
-            "machine": machine_info(per_rank)}  # fmt: skip
+    return {
+        "bench": "scale",
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "micro_batch_size": args.micro_batch_size,
+        "timed_steps": args.steps,
+        "repeats": args.repeats,
+        "pairs_per_s": median,
+        "samples": results,
+        "scaling_efficiency": efficiency,
+        "speedup_vs_one_process_all_cores": speedup,
+        "errors": errors,
+        "machine": machine_info(per_rank),
+    }

@@ -88,8 +88,14 @@ def run_variant(variant: str, spec: dict) -> dict:
             save_gate(spec, variant, torch.tensor(rewards))
         if step >= spec["warmup"]:
             times.append(dt)
-    return {"variant": variant, "times": times, "flops_per_step": flops_per_step, "items_per_step": w.group,
-            "attention": text._attn_implementation, "step_rss_mb": peak_rss_mb() - rss0}  # fmt: skip
+    return {
+        "variant": variant,
+        "times": times,
+        "flops_per_step": flops_per_step,
+        "items_per_step": w.group,
+        "attention": text._attn_implementation,
+        "step_rss_mb": peak_rss_mb() - rss0,
+    }
 
 
 # ---- the command (parent process)
@@ -102,18 +108,30 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     opts = common.resolve(args, FULL, QUICK)
-    workload = dict(image_px=opts["image_px"], prompt_text_tokens=opts["text_tokens"],
-                    response_len=opts["response_len"], lengths=args.lengths, group=opts["group"], seed=args.seed)  # fmt: skip
+    workload = dict(
+        image_px=opts["image_px"],
+        prompt_text_tokens=opts["text_tokens"],
+        response_len=opts["response_len"],
+        lengths=args.lengths,
+        group=opts["group"],
+        seed=args.seed,
+    )
     return common.execute(args, opts, "score", workload, n_images=2, report=report)
 
 
 def report(runs: dict, variants: list[str], spec: dict, opts: dict, wall_s: float) -> dict:
     summ = {v: common.summarize(runs[v]) for v in variants}
     gates_dir = Path(spec["gates_dir"])
-    gates = {v: common.check_gate(gates_dir / "S0.pt", gates_dir / f"{v}.pt", with_grads=False)
-             for v in variants if v != "S0" and (gates_dir / f"{v}.pt").is_file() and (gates_dir / "S0.pt").is_file()}  # fmt: skip
-    cmp = {f"{fast}_vs_{slow}": common.compare(summ, runs, slow, fast)
-           for slow, fast in (("S0", "S3"), ("S1", "S3"), ("S0", "S1")) if slow in summ and fast in summ}  # fmt: skip
+    gates = {
+        v: common.check_gate(gates_dir / "S0.pt", gates_dir / f"{v}.pt", with_grads=False)
+        for v in variants
+        if v != "S0" and (gates_dir / f"{v}.pt").is_file() and (gates_dir / "S0.pt").is_file()
+    }
+    cmp = {
+        f"{fast}_vs_{slow}": common.compare(summ, runs, slow, fast)
+        for slow, fast in (("S0", "S3"), ("S1", "S3"), ("S0", "S1"))
+        if slow in summ and fast in summ
+    }
     for key, c in cmp.items():
         c["gate_passed"] = all(v == "S0" or gates.get(v, {}).get("passed", False) for v in key.split("_vs_"))
         if not c["gate_passed"]:
@@ -146,13 +164,19 @@ def print_tables(summ: dict, gates: dict, cmp: dict, variants: list[str], group:
         s = summ[v]
         med = s["median_s"]
         g = gates.get(v)
-        rows.append([v, common.fmt(med and med * 1e3, ".1f"),
-                     "-" if not s["iqr_s"] else f"{s['iqr_s'][0] * 1e3:.0f}-{s['iqr_s'][1] * 1e3:.0f}",
-                     common.fmt(med and group / med, ".1f"), common.fmt(s["peak_rss_mb"], ".0f"),
-                     common.fmt(s0 / med if s0 and med else None, ".2f"),
-                     common.fmt(s["flops_per_step"] and s["flops_per_step"] / 1e9, ".1f"),
-                     "ref" if v == "S0" else ("-" if g is None else ("pass" if g["passed"] else "FAIL")),
-                     "; ".join(e.splitlines()[0][:60] for e in s["errors"])])  # fmt: skip
+        rows.append(
+            [
+                v,
+                common.fmt(med and med * 1e3, ".1f"),
+                "-" if not s["iqr_s"] else f"{s['iqr_s'][0] * 1e3:.0f}-{s['iqr_s'][1] * 1e3:.0f}",
+                common.fmt(med and group / med, ".1f"),
+                common.fmt(s["peak_rss_mb"], ".0f"),
+                common.fmt(s0 / med if s0 and med else None, ".2f"),
+                common.fmt(s["flops_per_step"] and s["flops_per_step"] / 1e9, ".1f"),
+                "ref" if v == "S0" else ("-" if g is None else ("pass" if g["passed"] else "FAIL")),
+                "; ".join(e.splitlines()[0][:60] for e in s["errors"]),
+            ]
+        )
     print(f"\nscoring, G = {group} (ms per group = median over timed steps; responses/s; RSS in MB)")
     print(
         common.table(

@@ -80,8 +80,10 @@ def step_flops(variant: str, pairs, pad_id: int, dims) -> float:
 
     if variant == "B0":
         chosen, rejected = split_pairs(pairs)
-        calls = [call(collate_padded(chosen, pad_id), "padded", True),
-                 call(collate_padded(rejected, pad_id), "padded", True)]  # fmt: skip
+        calls = [
+            call(collate_padded(chosen, pad_id), "padded", True),
+            call(collate_padded(rejected, pad_id), "padded", True),
+        ]
     elif variant in ("B1", "TRL"):
         calls = [call(collate_padded(pairs, pad_id), "padded", True)]
     else:
@@ -112,8 +114,12 @@ def run_variant(variant: str, spec: dict) -> dict:
     n_steps = spec["warmup"] + spec["steps"]
     timed = [batches[s % len(batches)] for s in range(spec["warmup"], n_steps)]
     flops_per_step = sum(step_flops(variant, b, encoder.pad_id, dims) for b in timed) / len(timed)
-    base = {"variant": variant, "flops_per_step": flops_per_step, "items_per_step": len(batches[0]),
-            "attention": model.backbone.config.text_config._attn_implementation}  # fmt: skip
+    base = {
+        "variant": variant,
+        "flops_per_step": flops_per_step,
+        "items_per_step": len(batches[0]),
+        "attention": model.backbone.config.text_config._attn_implementation,
+    }
     if variant == "TRL":
         from basereward.bench.trl_peer import run_trl
 
@@ -155,9 +161,14 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     opts = common.resolve(args, FULL, QUICK)
-    workload = dict(image_px=opts["image_px"], prompt_text_tokens=opts["text_tokens"],
-                    response_len=opts["response_len"], lengths=args.lengths, pairs_per_step=opts["pairs"],
-                    seed=args.seed)  # fmt: skip
+    workload = dict(
+        image_px=opts["image_px"],
+        prompt_text_tokens=opts["text_tokens"],
+        response_len=opts["response_len"],
+        lengths=args.lengths,
+        pairs_per_step=opts["pairs"],
+        seed=args.seed,
+    )
     return common.execute(args, opts, "train", workload, n_images=2 * opts["pairs"], report=report)
 
 
@@ -168,9 +179,18 @@ def report(runs: dict, variants: list[str], spec: dict, opts: dict, wall_s: floa
     for v in variants:
         if v != "B0" and (gates_dir / f"{v}.pt").is_file() and (gates_dir / "B0.pt").is_file():
             gates[v] = common.check_gate(gates_dir / "B0.pt", gates_dir / f"{v}.pt")
-    cmp = {f"{fast}_vs_{slow}": common.compare(summ, runs, slow, fast)
-           for slow, fast in (("B0", "T4"), ("B0", "T5"), ("B1", "T4"), ("B0", "B1"), ("TRL", "T4"), ("B0", "TRL"))
-           if slow in summ and fast in summ}  # fmt: skip
+    cmp = {
+        f"{fast}_vs_{slow}": common.compare(summ, runs, slow, fast)
+        for slow, fast in (
+            ("B0", "T4"),
+            ("B0", "T5"),
+            ("B1", "T4"),
+            ("B0", "B1"),
+            ("TRL", "T4"),
+            ("B0", "TRL"),
+        )
+        if slow in summ and fast in summ
+    }
     for key, c in cmp.items():  # a ratio is reported only if both sides passed their gates against B0
         c["gate_passed"] = all(v == "B0" or gates.get(v, {}).get("passed", False) for v in key.split("_vs_"))
         if not c["gate_passed"]:
@@ -207,17 +227,41 @@ def print_tables(summ: dict, gates: dict, cmp: dict, variants: list[str]) -> Non
         s = summ[v]
         med = s["median_s"]
         g = gates.get(v)
-        rows.append([v, common.fmt(med and med * 1e3, ".1f"),
-                     "-" if not s["iqr_s"] else f"{s['iqr_s'][0] * 1e3:.0f}-{s['iqr_s'][1] * 1e3:.0f}",
-                     common.fmt(med and s["items_per_step"] / med, ".2f"), common.fmt(s["peak_rss_mb"], ".0f"),
-                     common.fmt(s["step_rss_mb"], ".0f"), common.fmt(b0 / med if b0 and med else None, ".2f"),
-                     common.fmt(s["flops_per_step"] and s["flops_per_step"] / 1e9, ".1f"),
-                     "ref" if v == "B0" else ("-" if g is None else ("pass" if g["passed"] else "FAIL")),
-                     "; ".join(e.splitlines()[0][:60] for e in s["errors"])])  # fmt: skip
+        rows.append(
+            [
+                v,
+                common.fmt(med and med * 1e3, ".1f"),
+                "-" if not s["iqr_s"] else f"{s['iqr_s'][0] * 1e3:.0f}-{s['iqr_s'][1] * 1e3:.0f}",
+                common.fmt(med and s["items_per_step"] / med, ".2f"),
+                common.fmt(s["peak_rss_mb"], ".0f"),
+                common.fmt(s["step_rss_mb"], ".0f"),
+                common.fmt(b0 / med if b0 and med else None, ".2f"),
+                common.fmt(s["flops_per_step"] and s["flops_per_step"] / 1e9, ".1f"),
+                "ref" if v == "B0" else ("-" if g is None else ("pass" if g["passed"] else "FAIL")),
+                "; ".join(e.splitlines()[0][:60] for e in s["errors"]),
+            ]
+        )
     print("\ntraining (s/step = median over timed steps; pairs/s; RSS in MB)")
-    print(common.table(["var", "ms/step", "IQR ms", "pairs/s", "peak RSS", "step RSS", "x B0", "GFLOP", "gate",
-                        "errors"], rows))  # fmt: skip
+    print(
+        common.table(
+            [
+                "var",
+                "ms/step",
+                "IQR ms",
+                "pairs/s",
+                "peak RSS",
+                "step RSS",
+                "x B0",
+                "GFLOP",
+                "gate",
+                "errors",
+            ],
+            rows,
+        )
+    )
     print(common.ratio_table(cmp))
     for v, g in gates.items():
-        print(f"gate {v} vs B0: " + ", ".join(f"{k}={val:.3g}" if isinstance(val, float) else f"{k}={val}"
-                                              for k, val in g.items()))  # fmt: skip
+        print(
+            f"gate {v} vs B0: "
+            + ", ".join(f"{k}={val:.3g}" if isinstance(val, float) else f"{k}={val}" for k, val in g.items())
+        )

@@ -48,12 +48,26 @@ def wrapper_for(rm) -> nn.Module:
     return TrlRewardWrapper(config)
 
 
-def _wrapper_forward(self, input_ids, attention_mask, mm_token_type_ids=None, pixel_values=None,
-                     image_grid_thw=None, use_cache=False, **_):  # fmt: skip
+def _wrapper_forward(
+    self,
+    input_ids,
+    attention_mask,
+    mm_token_type_ids=None,
+    pixel_values=None,
+    image_grid_thw=None,
+    use_cache=False,
+    **_,
+):
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    out = self.rm.backbone(input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
-                           pixel_values=pixel_values, image_grid_thw=image_grid_thw, use_cache=False)  # fmt: skip
+    out = self.rm.backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        mm_token_type_ids=mm_token_type_ids,
+        pixel_values=pixel_values,
+        image_grid_thw=image_grid_thw,
+        use_cache=False,
+    )
     scores = self.rm.head(out.last_hidden_state)  # (2B, L): head on every position
     last = attention_mask.sum(-1) - 1  # right padding
     logits = scores[torch.arange(scores.shape[0]), last][:, None]
@@ -92,8 +106,13 @@ def run_trl(model, pad_id: int, batches: list[list], spec: dict) -> dict:
         p for s in range(n_steps) for p in batches[s % len(batches)]
     ]  # step k = the other variants' step k
     per_step = len(batches[0])
-    ds = Dataset.from_dict({"pair_index": list(range(len(pairs))), "chosen_ids": [[0]] * len(pairs),
-                            "rejected_ids": [[0]] * len(pairs)})  # fmt: skip
+    ds = Dataset.from_dict(
+        {
+            "pair_index": list(range(len(pairs))),
+            "chosen_ids": [[0]] * len(pairs),
+            "rejected_ids": [[0]] * len(pairs),
+        }
+    )
     wrapper = wrapper_for(model)
     stamps: list[float] = []
     names = [n.removeprefix("rm.") for n, p in wrapper.named_parameters() if p.requires_grad]
@@ -115,17 +134,38 @@ def run_trl(model, pad_id: int, batches: list[list], spec: dict) -> dict:
             stamps.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory(prefix="trl-bench-") as out_dir:
-        args = RewardConfig(output_dir=out_dir, per_device_train_batch_size=per_step, max_steps=n_steps,
-                            learning_rate=1e-5, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1e9,
-                            bf16=False, use_cpu=True, gradient_checkpointing=False, remove_unused_columns=False,
-                            train_sampling_strategy="sequential", save_strategy="no", report_to=[],
-                            disable_tqdm=True, dataloader_num_workers=0, optim="adamw_torch", seed=spec.get("seed", 0),
-                            logging_strategy="no")  # fmt: skip
+        args = RewardConfig(
+            output_dir=out_dir,
+            per_device_train_batch_size=per_step,
+            max_steps=n_steps,
+            learning_rate=1e-5,
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            max_grad_norm=1e9,
+            bf16=False,
+            use_cpu=True,
+            gradient_checkpointing=False,
+            remove_unused_columns=False,
+            train_sampling_strategy="sequential",
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            optim="adamw_torch",
+            seed=spec.get("seed", 0),
+            logging_strategy="no",
+        )
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(spec["model_dir"])
-        trainer = RewardTrainer(model=wrapper, args=args, train_dataset=ds, processing_class=tok,
-                                data_collator=PairCollator(pairs, pad_id), callbacks=[Timer()])  # fmt: skip
+        trainer = RewardTrainer(
+            model=wrapper,
+            args=args,
+            train_dataset=ds,
+            processing_class=tok,
+            data_collator=PairCollator(pairs, pad_id),
+            callbacks=[Timer()],
+        )
         trainer.train()
     intervals = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"times": intervals[spec["warmup"] :], "trl_steps": len(intervals)}

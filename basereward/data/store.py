@@ -54,8 +54,15 @@ class JsonlPairs(Sequence):
     record is read (`__getitem__` raises `DataError` naming `file:line`), so that indexing a file of millions of
     pairs does not open millions of images. `drop_ties()` filters pairs marked `meta.tie` in the same way."""
 
-    def __init__(self, path: str | Path, *, on_error: str = "fail", stats: LoadStats | None = None,
-                 _offsets: array | None = None, _lines: array | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        on_error: str = "fail",
+        stats: LoadStats | None = None,
+        _offsets: array | None = None,
+        _lines: array | None = None,
+    ):
         self.path = Path(path)
         if _offsets is not None:
             self.offsets, self.lines = _offsets, _lines
@@ -83,7 +90,10 @@ class JsonlPairs(Sequence):
 
     def drop_ties(self) -> JsonlPairs:
         keep = [i for i, t in enumerate(self._ties) if not t]
-        out = JsonlPairs(self.path, _offsets=array("q", (self.offsets[i] for i in keep)),
-                         _lines=array("q", (self.lines[i] for i in keep)))  # fmt: skip
+        out = JsonlPairs(
+            self.path,
+            _offsets=array("q", (self.offsets[i] for i in keep)),
+            _lines=array("q", (self.lines[i] for i in keep)),
+        )
         out._ties = array("b", bytes(len(keep)))
         return out

@@ -149,8 +149,16 @@ def code_splits(seed: int) -> dict[str, list[tuple[int, ...]]]:
 TEXT_MAKERS = {"code": (code_splits, make_code_pair), "addition": (addition_splits, make_addition_pair)}
 
 
-def synth_split(out: Path, split: str, n: int, seed: int, text_share: float, seen: set[str],
-                kinds=IMAGE_KINDS, text_kind: str = "code") -> list[PreferencePair]:  # fmt: skip
+def synth_split(
+    out: Path,
+    split: str,
+    n: int,
+    seed: int,
+    text_share: float,
+    seen: set[str],
+    kinds=IMAGE_KINDS,
+    text_kind: str = "code",
+) -> list[PreferencePair]:
     rng = random.Random(f"{seed}/{split}")
     img_dir = out / "images" / split
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -164,8 +172,16 @@ def synth_split(out: Path, split: str, n: int, seed: int, text_share: float, see
         pid = f"synth-{split}-{i:06d}"
         if kind == text_kind:
             q, c, r = make_text(rng.choice(combos), rng)
-            pairs.append(PreferencePair(id=pid, prompt=[{"role": "user", "content": q}], chosen=c, rejected=r,
-                                        source=f"synth/{kind}", meta={"kind": kind}))  # fmt: skip
+            pairs.append(
+                PreferencePair(
+                    id=pid,
+                    prompt=[{"role": "user", "content": q}],
+                    chosen=c,
+                    rejected=r,
+                    source=f"synth/{kind}",
+                    meta={"kind": kind},
+                )
+            )
             continue
         while True:  # redraw the (rare) exact duplicate so no prompt+image repeats within or across splits
             img, q, c, r = make_image_pair(kind, rng)
@@ -175,15 +191,31 @@ def synth_split(out: Path, split: str, n: int, seed: int, text_share: float, see
                 break
         path = img_dir / f"{pid}.png"
         img.save(path, format="PNG", optimize=False)
-        pairs.append(PreferencePair(id=pid, prompt=[{"role": "user", "content": f"<image>\n{q}"}], chosen=c,
-                                    rejected=r, images=[ImageRef(path=str(path))], source=f"synth/{kind}",
-                                    meta={"kind": kind}))  # fmt: skip
+        pairs.append(
+            PreferencePair(
+                id=pid,
+                prompt=[{"role": "user", "content": f"<image>\n{q}"}],
+                chosen=c,
+                rejected=r,
+                images=[ImageRef(path=str(path))],
+                source=f"synth/{kind}",
+                meta={"kind": kind},
+            )
+        )
     write_pairs(out / f"{split}.jsonl", pairs)
     return pairs
 
 
-def synthesize(out_dir: str | Path, *, pairs: int = 2000, eval_pairs: int = 400, seed: int = 0,
-               text_share: float = 0.2, kinds=IMAGE_KINDS, text_kind: str = "code") -> dict:  # fmt: skip
+def synthesize(
+    out_dir: str | Path,
+    *,
+    pairs: int = 2000,
+    eval_pairs: int = 400,
+    seed: int = 0,
+    text_share: float = 0.2,
+    kinds=IMAGE_KINDS,
+    text_kind: str = "code",
+) -> dict:
     """Write train (`pairs`), validation and test (`eval_pairs` each). Returns counts per split and kind."""
     out = Path(out_dir)
     seen: set[str] = set()
@@ -208,7 +240,14 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     kinds = tuple(k for k in args.kinds.split(",") if k)
-    counts = synthesize(args.out, pairs=args.pairs, eval_pairs=args.eval_pairs, seed=args.seed,
-                        text_share=args.text_share, kinds=kinds, text_kind=args.text_kind)  # fmt: skip
+    counts = synthesize(
+        args.out,
+        pairs=args.pairs,
+        eval_pairs=args.eval_pairs,
+        seed=args.seed,
+        text_share=args.text_share,
+        kinds=kinds,
+        text_kind=args.text_kind,
+    )
     out = Path(args.out)
     return {"out": str(out), "splits": {s: str(out / f"{s}.jsonl") for s in counts}, "counts": counts}

@@ -44,8 +44,14 @@ def score_sharded(
     distributed.barrier()  # time the scoring, not the slowest rank's model load
     t0 = time.perf_counter()
     local, error = [], None
-    with tqdm(total=sum(map(len, spans)), desc=desc, unit="pair", file=sys.stderr, mininterval=0.5,
-              disable=not (progress and info.is_main)) as bar:  # fmt: skip
+    with tqdm(
+        total=sum(map(len, spans)),
+        desc=desc,
+        unit="pair",
+        file=sys.stderr,
+        mininterval=0.5,
+        disable=not (progress and info.is_main),
+    ) as bar:
         try:
             for span in spans:
                 local.append(score([items[i] for i in span]))

@@ -174,9 +174,14 @@ def run(args) -> dict | None:
     paths = {}
     if args.out:
         paths = write_report(
-            args.out, benchmark=args.benchmark, main=main, baseline=baseline, lengths=lengths, info=info,
+            args.out,
+            benchmark=args.benchmark,
+            main=main,
+            baseline=baseline,
+            lengths=lengths,
+            info=info,
             alternatives=alternatives,
-        )  # fmt: skip
+        )
     print(markdown_tables(args.benchmark, [main] + ([baseline] if baseline else [])))
     if args.out:
         print(f"report: {paths['report.md']}")

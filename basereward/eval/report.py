@@ -17,32 +17,58 @@ LAYOUTS: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {
     "vl-rewardbench": [
         (
             "VL-RewardBench (Overall = micro over pairs; Macro = mean of the 3 groups)",
-            [("General", "general"), ("Hallucination", "hallucination"), ("Reasoning", "reasoning"),
-             ("Overall Acc", "overall"), ("Macro Avg Acc", "macro")],
+            [
+                ("General", "general"),
+                ("Hallucination", "hallucination"),
+                ("Reasoning", "reasoning"),
+                ("Overall Acc", "overall"),
+                ("Macro Avg Acc", "macro"),
+            ],
         ),
     ],
     "multimodal-rewardbench": [
         (
             "Official README layout (Overall = micro over all rows)",
-            [("Overall", "overall"), ("Correctness", "general_correctness"), ("Preference", "general_preference"),
-             ("Knowledge", "knowledge"), ("Reasoning", "reasoning"), ("Safety", "safety"), ("VQA", "vqa")],
+            [
+                ("Overall", "overall"),
+                ("Correctness", "general_correctness"),
+                ("Preference", "general_preference"),
+                ("Knowledge", "knowledge"),
+                ("Reasoning", "reasoning"),
+                ("Safety", "safety"),
+                ("VQA", "vqa"),
+            ],
         ),
         (
             "RM-paper layout, paper-style (Overall = unweighted mean of these 7 columns)",
-            [("Correctness", "general_correctness"), ("Preference", "general_preference"), ("Knowledge", "knowledge"),
-             ("Math", "reasoning_math"), ("Coding", "reasoning_coding"), ("Safety", "safety"), ("VQA", "vqa"),
-             ("Mean7", "mean7")],
+            [
+                ("Correctness", "general_correctness"),
+                ("Preference", "general_preference"),
+                ("Knowledge", "knowledge"),
+                ("Math", "reasoning_math"),
+                ("Coding", "reasoning_coding"),
+                ("Safety", "safety"),
+                ("VQA", "vqa"),
+                ("Mean7", "mean7"),
+            ],
         ),
     ],
     "mm-rlhf-rewardbench": [
         (
             "MM-RLHF-RewardBench (Acc = pairs right; Acc+ = query ids with every pair right)",
-            [("mcq", "mcq"), ("long", "long"), ("short", "short"), ("safety", "safety"), ("video", "video"),
-             ("Acc", "acc"), ("Acc+", "acc_plus")],
+            [
+                ("mcq", "mcq"),
+                ("long", "long"),
+                ("short", "short"),
+                ("safety", "safety"),
+                ("video", "video"),
+                ("Acc", "acc"),
+                ("Acc+", "acc_plus"),
+            ],
         ),
     ],
     "pairs": [("Pair accuracy", [("Accuracy", "accuracy")])],
-}  # fmt: skip
+}
 
 TITLES = {
     "vl-rewardbench": "VL-RewardBench",
@@ -223,15 +249,22 @@ BARS = {
         [("Overall", "overall"), ("Macro", "macro")],
     ),
     "multimodal-rewardbench": (
-        [("Correctness", "general_correctness"), ("Preference", "general_preference"), ("Knowledge", "knowledge"),
-         ("Math", "reasoning_math"), ("Coding", "reasoning_coding"), ("Safety", "safety"), ("VQA", "vqa")],
+        [
+            ("Correctness", "general_correctness"),
+            ("Preference", "general_preference"),
+            ("Knowledge", "knowledge"),
+            ("Math", "reasoning_math"),
+            ("Coding", "reasoning_coding"),
+            ("Safety", "safety"),
+            ("VQA", "vqa"),
+        ],
         [("Overall (micro)", "overall"), ("Mean7", "mean7")],
     ),
     "mm-rlhf-rewardbench": (
         [("mcq", "mcq"), ("long", "long"), ("short", "short"), ("safety", "safety"), ("video", "video")],
         [("Acc", "acc"), ("Acc+", "acc_plus")],
     ),
-}  # fmt: skip
+}
 
 
 def _bar_columns(benchmark: str, run: Run) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -259,8 +292,15 @@ def plot_category_accuracy(path: Path, benchmark: str, runs: list[Run]) -> Path:
             xs, [v or 0.0 for v in vals], width, label=run.label, color=["tab:blue", "tab:gray"][j % 2]
         )
         for bar, v in zip(bars, vals):
-            ax.annotate(fmt(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 2), textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                fmt(v),
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     ax.axhline(50, color="tab:red", lw=0.8, ls="--", label="chance (50)")
     ax.axvline(len(per_category) - 0.5, color="black", lw=0.6, ls=":")  # categories | aggregates
     ax.set_xticks(range(len(cols)), [h for h, _ in cols], rotation=20, ha="right")

@@ -25,20 +25,34 @@ from pathlib import Path
 from basereward.data.synthetic import COLOURS, MAX_COUNT, SHAPES
 from basereward.types import PreferencePair
 
-VLRB_PREFIX = {"colour": "hallucination_pair-", "count": "RLAIF-V-", "shape": "wildvision-battle-",
-               "position": "mathverse_"}  # fmt: skip
+VLRB_PREFIX = {
+    "colour": "hallucination_pair-",
+    "count": "RLAIF-V-",
+    "shape": "wildvision-battle-",
+    "position": "mathverse_",
+}
 VLRB_FOLDER = {
     "colour": "povid",
     "count": "rlaif-v",
     "shape": "wildvision-battle",
     "position": "reasoning_tasks",
 }
-MMRB_COLUMNS = [("open_generation/correctness_task", "nocaps"), ("open_generation/preference_task", "visitbench"),
-                ("knowledge", "mmmu-pro"), ("reasoning", "mathvista"), ("reasoning", "EMMA-Coding"),
-                ("safety", "PAIRS"), ("vqa", "RealworldQA")]  # fmt: skip
+MMRB_COLUMNS = [
+    ("open_generation/correctness_task", "nocaps"),
+    ("open_generation/preference_task", "visitbench"),
+    ("knowledge", "mmmu-pro"),
+    ("reasoning", "mathvista"),
+    ("reasoning", "EMMA-Coding"),
+    ("safety", "PAIRS"),
+    ("vqa", "RealworldQA"),
+]
 MMRLHF_CATEGORY = {"count": "mcq", "shape": "long", "colour": "short", "position": "safety"}
-VALUES = {"colour": list(COLOURS), "shape": list(SHAPES), "count": [str(n) for n in range(1, MAX_COUNT + 1)],
-          "position": ["left", "right"]}  # fmt: skip
+VALUES = {
+    "colour": list(COLOURS),
+    "shape": list(SHAPES),
+    "count": [str(n) for n in range(1, MAX_COUNT + 1)],
+    "position": ["left", "right"],
+}
 
 
 def _copy_image(pair: PreferencePair, dest: Path) -> None:
@@ -61,10 +75,21 @@ def write_vl_rewardbench(pairs: list[PreferencePair], root: Path, seed: int = 0)
         _copy_image(p, root / rel)
         first_better = rng.random() < 0.5
         responses = [p.chosen, p.rejected] if first_better else [p.rejected, p.chosen]
-        lines.append({"id": rid, "image_path": rel, "query": _question(p), "response": responses,
-                      "human_ranking": [0, 1] if first_better else [1, 0], "models": ["synth", "synth"],
-                      "judge": "synthetic truth", "rationale": None, "query_source": "synth",
-                      "meta": {"kind": kind}, "human_error_analysis": None})  # fmt: skip
+        lines.append(
+            {
+                "id": rid,
+                "image_path": rel,
+                "query": _question(p),
+                "response": responses,
+                "human_ranking": [0, 1] if first_better else [1, 0],
+                "models": ["synth", "synth"],
+                "judge": "synthetic truth",
+                "rationale": None,
+                "query_source": "synth",
+                "meta": {"kind": kind},
+                "human_error_analysis": None,
+            }
+        )
     path = root / "data.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
@@ -80,10 +105,18 @@ def write_multimodal_rewardbench(pairs: list[PreferencePair], root: Path, seed: 
         rel = f"images/{prefix.lower()}/{rid}.png"
         _copy_image(p, data / rel)
         first = rng.random() < 0.5
-        rows.append({"ID": rid, "Text": _question(p), "Image": rel,
-                     "Output1": p.chosen if first else p.rejected, "Output2": p.rejected if first else p.chosen,
-                     "Better": "Output1" if first else "Output2", "Category": category,
-                     "Meta": {"kind": p.meta["kind"]}})  # fmt: skip
+        rows.append(
+            {
+                "ID": rid,
+                "Text": _question(p),
+                "Image": rel,
+                "Output1": p.chosen if first else p.rejected,
+                "Output2": p.rejected if first else p.chosen,
+                "Better": "Output1" if first else "Output2",
+                "Category": category,
+                "Meta": {"kind": p.meta["kind"]},
+            }
+        )
     data.mkdir(parents=True, exist_ok=True)
     path = data / "all_data.json"
     path.write_text(json.dumps(rows, indent=1))
@@ -129,8 +162,17 @@ def write_mm_rlhf_rewardbench(
             _copy_image(p, root / rel)
             key = "image"
         for wrong in _wrong_answers(p, rng, n=rng.choice([2, 3])):
-            lines.append({"id": f"synth_{i}", key: rel, "prompt": _question(p), "chosen": p.chosen,
-                          "rejected": wrong, "chosen_reason": "", "rejected_reason": ""})  # fmt: skip
+            lines.append(
+                {
+                    "id": f"synth_{i}",
+                    key: rel,
+                    "prompt": _question(p),
+                    "chosen": p.chosen,
+                    "rejected": wrong,
+                    "chosen_reason": "",
+                    "rejected_reason": "",
+                }
+            )
     path = root / "mm_reward_bench.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
@@ -142,5 +184,8 @@ def write_all(pairs: list[PreferencePair], out: Path, seed: int = 0) -> dict[str
     vl = write_vl_rewardbench(image_pairs, out / "vl-rewardbench", seed)
     mm = write_multimodal_rewardbench(image_pairs, out / "multimodal-rewardbench", seed)
     rl = write_mm_rlhf_rewardbench(image_pairs, out / "mm-rlhf-rewardbench", seed)
-    return {"vl-rewardbench": (vl, vl.parent), "multimodal-rewardbench": (mm, mm.parent),
-            "mm-rlhf-rewardbench": (rl, rl.parent)}  # fmt: skip
+    return {
+        "vl-rewardbench": (vl, vl.parent),
+        "multimodal-rewardbench": (mm, mm.parent),
+        "mm-rlhf-rewardbench": (rl, rl.parent),
+    }

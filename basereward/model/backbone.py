@@ -30,8 +30,13 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def load_backbone(model_dir: str | Path, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
-                  fast_vision: bool = True) -> torch.nn.Module:  # fmt: skip
+def load_backbone(
+    model_dir: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    fast_vision: bool = True,
+) -> torch.nn.Module:
     """The backbone without its LM head; `fast_vision` swaps in exact faster vision kernels (`fast_vision.py`)."""
     import transformers
 

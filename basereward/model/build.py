@@ -16,8 +16,9 @@ def build_model(cfg: TrainConfig) -> tuple[RewardModel, object]:
     """(model, processor). Every random draw is seeded by `cfg.seed`, so every rank builds the same model."""
     from basereward.model.processor import load_processor, set_pixel_bounds
 
-    model = RewardModel.from_backbone(cfg.model.backbone, cfg.model.head, seed=cfg.seed,
-                                      attn_implementation=cfg.model.attn_implementation)  # fmt: skip
+    model = RewardModel.from_backbone(
+        cfg.model.backbone, cfg.model.head, seed=cfg.seed, attn_implementation=cfg.model.attn_implementation
+    )
     processor = load_processor(cfg.model.backbone, model.model_type)
     if cfg.model.max_pixels or cfg.model.min_pixels:
         set_pixel_bounds(processor, cfg.model.max_pixels, cfg.model.min_pixels)

@@ -114,8 +114,9 @@ def varlen(backend: str, q, k, v, cu_q, cu_k, max_q: int, max_k: int, scale: flo
     if backend == "flash_attn":
         from flash_attn import flash_attn_varlen_func
 
-        return flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=scale,
-                                      causal=causal)  # fmt: skip
+        return flash_attn_varlen_func(
+            q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=scale, causal=causal
+        )
     if backend == "torch_varlen":
         from torch.nn.attention.varlen import varlen_attn
 
@@ -180,29 +181,52 @@ def _runs(q, k, v, cu_q, cu_k, scale: float | None, causal: bool):
 # ---- the attention functions registered with transformers
 
 
-def prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, prefix_plan=None,
-                     **kwargs):  # fmt: skip
+def prefix_attention(
+    module, query, key, value, attention_mask, scaling=None, dropout=0.0, prefix_plan=None, **kwargs
+):
     """Text attention. (B, H, L, D) in, (B, L, H, D) out, as transformers' attention functions do."""
     if prefix_plan is None:  # a call without a plan (e.g. generation): plain SDPA with whatever mask came
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      **kwargs)  # fmt: skip
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     plan: SegmentPlan = prefix_plan
     b, h, length, d = query.shape
     if plan.backend == "flex":
-        return _flex()(query, key, value, block_mask=plan.block_mask, scale=scaling,
-                       enable_gqa=h != key.shape[1]).transpose(1, 2), None  # fmt: skip
+        return _flex()(
+            query, key, value, block_mask=plan.block_mask, scale=scaling, enable_gqa=h != key.shape[1]
+        ).transpose(1, 2), None
     flat = lambda x: x.transpose(1, 2).reshape(b * length, x.shape[1], d)  # noqa: E731
     q, k, v = flat(query), flat(key), flat(value)
-    out = varlen(plan.backend, q.index_select(0, plan.q_index), k.index_select(0, plan.k_index),
-                 v.index_select(0, plan.k_index), plan.cu_q, plan.cu_k, plan.max_q, plan.max_k, scaling, causal=True)  # fmt: skip
+    out = varlen(
+        plan.backend,
+        q.index_select(0, plan.q_index),
+        k.index_select(0, plan.k_index),
+        v.index_select(0, plan.k_index),
+        plan.cu_q,
+        plan.cu_k,
+        plan.max_q,
+        plan.max_k,
+        scaling,
+        causal=True,
+    )
     full = torch.zeros_like(q).index_copy(0, plan.q_index, out.to(q.dtype))
     return full.view(b, length, h, d), None
 
 
-def vision_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None,
-                     max_length_q=None, **kwargs):  # fmt: skip
+def vision_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    scaling=None,
+    dropout=0.0,
+    cu_seq_lens_q=None,
+    max_length_q=None,
+    **kwargs,
+):
     """Vision attention over the tower's windows / images given as `cu_seq_lens`: (1, H, N, D) -> (1, N, H, D)."""
     backend = getattr(module, "varlen_backend", "reference")  # set per tower by `set_vision_backend`
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (N, H, D)
@@ -251,8 +275,15 @@ def available(backend: str, device) -> bool:
     return backend in ("runs", "reference")
 
 
-def self_test(backend: str, device, dtype=torch.float32, causal: bool = True, heads=(4, 2), head_dim=64,
-              backward: bool = True) -> float:  # fmt: skip
+def self_test(
+    backend: str,
+    device,
+    dtype=torch.float32,
+    causal: bool = True,
+    heads=(4, 2),
+    head_dim=64,
+    backward: bool = True,
+) -> float:
     """Largest difference, relative to the largest reference value, between `backend` and `reference` on a small
     random case: outputs and (with `backward`) the gradients of q, k, v, since training runs through it too.
     Text (causal): two rows with a prompt, two and one responses, padding, GQA heads. Vision (not causal): three
@@ -290,8 +321,9 @@ def self_test(backend: str, device, dtype=torch.float32, causal: bool = True, he
     )
 
 
-def choose_backend(device, preferred: str = "auto", dtype=torch.bfloat16, causal: bool = True,
-                   log=print) -> str:  # fmt: skip
+def choose_backend(
+    device, preferred: str = "auto", dtype=torch.bfloat16, causal: bool = True, log=print
+) -> str:
     """The first backend (of `preferred`, or flash_attn, torch_varlen, flex on CUDA) that passes `self_test`;
     "reference" when none does (CPU)."""
     on_cuda = torch.device(device).type == "cuda"

@@ -69,8 +69,13 @@ def inject(model, settings: dict) -> int:
     from peft.tuners.lora import LoraLayer
 
     lm = language_model(model.backbone)
-    config = LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-                        target_modules=settings["targets"], bias="none")  # fmt: skip
+    config = LoraConfig(
+        r=settings["rank"],
+        lora_alpha=settings["alpha"],
+        lora_dropout=settings["dropout"],
+        target_modules=settings["targets"],
+        bias="none",
+    )
     try:
         inject_adapter_in_model(config, lm, adapter_name=ADAPTER_NAME)
     except ValueError as e:  # peft: "Target modules {...} not found in the base model"

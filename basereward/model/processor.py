@@ -16,15 +16,25 @@ from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         kwargs.pop("video_processor", None)
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                         chat_template=chat_template, **kwargs)  # fmt: skip
+        super().__init__(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
+        )
 
 
 class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         kwargs.pop("video_processor", None)
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                         chat_template=chat_template, **kwargs)  # fmt: skip
+        super().__init__(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
+        )
 
 
 def image_only_processor_class(model_type: str):

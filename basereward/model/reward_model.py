@@ -58,8 +58,15 @@ class RewardModel(nn.Module):
         self.merged_lora: dict | None = None  # the settings of adapters already folded into the weights
 
     @classmethod
-    def from_backbone(cls, model_dir: str | Path, head_cfg: HeadConfig = HeadConfig(), *, seed: int = 0,
-                      dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> RewardModel:  # fmt: skip
+    def from_backbone(
+        cls,
+        model_dir: str | Path,
+        head_cfg: HeadConfig = HeadConfig(),
+        *,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        attn_implementation: str = "sdpa",
+    ) -> RewardModel:
         """A new reward model: pretrained backbone from `model_dir`, newly initialised head (seeded)."""
         backbone = load_backbone(model_dir, dtype=dtype, attn_implementation=attn_implementation)
         gen = torch.random.fork_rng()
@@ -76,9 +83,11 @@ class RewardModel(nn.Module):
         if batch.position_shift is not None:
             inputs["position_ids"] = self.shared_position_ids(batch)
             if self.backbone.config._attn_implementation == "eager":  # eager adds the mask to the scores
-                inputs["attention_mask"] = torch.zeros(batch.attention_mask.shape, dtype=self.dtype_of_compute(),
-                    device=batch.attention_mask.device).masked_fill(~batch.attention_mask, torch.finfo(
-                    self.dtype_of_compute()).min)  # fmt: skip
+                inputs["attention_mask"] = torch.zeros(
+                    batch.attention_mask.shape,
+                    dtype=self.dtype_of_compute(),
+                    device=batch.attention_mask.device,
+                ).masked_fill(~batch.attention_mask, torch.finfo(self.dtype_of_compute()).min)
         if getattr(self, "attention_adapter", None) is not None:  # GPU: basereward.model.gpu_attention.enable
             inputs = self.attention_adapter(batch, inputs)
         keepalive = getattr(self, "vision_keepalive", None)  # set by basereward.sharding on several processes
@@ -104,9 +113,14 @@ class RewardModel(nn.Module):
             extra = (
                 {"second_per_grid_ts": batch.second_per_grid_ts} if self.model_type == "qwen2_5_vl" else {}
             )
-            pos, _ = self.backbone.get_rope_index(batch.input_ids, batch.mm_token_type_ids,
-                image_grid_thw=batch.image_grid_thw, video_grid_thw=batch.video_grid_thw, attention_mask=valid,
-                **extra)  # fmt: skip
+            pos, _ = self.backbone.get_rope_index(
+                batch.input_ids,
+                batch.mm_token_type_ids,
+                image_grid_thw=batch.image_grid_thw,
+                video_grid_thw=batch.video_grid_thw,
+                attention_mask=valid,
+                **extra,
+            )
             return (pos - batch.position_shift[None]).masked_fill(valid[None] == 0, 1)
         return ((valid.cumsum(-1) - 1) - batch.position_shift).masked_fill(valid == 0, 1)
 
@@ -151,8 +165,10 @@ class RewardModel(nn.Module):
         from basereward.model.lora import is_lora_key
 
         if not self.base_dir:
-            raise ValueError("a LoRA model needs base_dir (the base backbone directory) to write an adapter "
-                             "checkpoint; build it with RewardModel.from_backbone")  # fmt: skip
+            raise ValueError(
+                "a LoRA model needs base_dir (the base backbone directory) to write an adapter "
+                "checkpoint; build it with RewardModel.from_backbone"
+            )
         trained = {n for n, p in self.backbone.named_parameters() if p.requires_grad and not is_lora_key(n)}
         source = self.backbone.state_dict() if backbone_sd is None else backbone_sd
         tensors = {
@@ -163,8 +179,12 @@ class RewardModel(nn.Module):
         save_file(tensors, str(out / ADAPTER_FILE))
         for stale in out.glob("model*.safetensors*"):  # a full save (or its shards) earlier in this dir
             stale.unlink()
-        return {**self.lora, "base_model": self.base_dir, "file": ADAPTER_FILE,
-                "full_tensors": len([k for k in tensors if not is_lora_key(k)])}  # fmt: skip
+        return {
+            **self.lora,
+            "base_model": self.base_dir,
+            "file": ADAPTER_FILE,
+            "full_tensors": len([k for k in tensors if not is_lora_key(k)]),
+        }
 
     def metadata(self) -> dict:
         import transformers
@@ -199,9 +219,16 @@ def _own_version() -> str:
         return "unknown"
 
 
-def load_reward_model(model_dir: str | Path, *, dtype: torch.dtype = torch.float32, device: str | None = None,
-                      attn_implementation: str = "sdpa", max_pixels: int | None = None,
-                      base_model: str | Path | None = None, merge_lora: bool = True):  # fmt: skip
+def load_reward_model(
+    model_dir: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | None = None,
+    attn_implementation: str = "sdpa",
+    max_pixels: int | None = None,
+    base_model: str | Path | None = None,
+    merge_lora: bool = True,
+):
     """Load a trained reward model directory. Returns `(model, processor)`, the model in eval mode.
 
     An adapter checkpoint loads its base backbone (the path recorded at training, or `base_model` when the base
@@ -241,11 +268,15 @@ def _adapter_base(model_dir: Path, adapter: dict, meta: dict, base_model: str | 
     base = Path(base_model if base_model is not None else adapter["base_model"])
     if not (base / "config.json").is_file():
         hint = "" if base_model is not None else "; pass its new location as base_model= (CLI: --base-model)"
-        raise FileNotFoundError(f"{model_dir} is a LoRA adapter checkpoint; its base model {base} is missing "
-                                f"(no config.json there){hint}")  # fmt: skip
+        raise FileNotFoundError(
+            f"{model_dir} is a LoRA adapter checkpoint; its base model {base} is missing "
+            f"(no config.json there){hint}"
+        )
     if model_type_of(base) != meta["model_type"]:
-        raise ValueError(f"{model_dir}: base model {base} is a {model_type_of(base)}, the adapters were trained on "
-                         f"a {meta['model_type']}")  # fmt: skip
+        raise ValueError(
+            f"{model_dir}: base model {base} is a {model_type_of(base)}, the adapters were trained on "
+            f"a {meta['model_type']}"
+        )
     return base
 
 
@@ -261,5 +292,7 @@ def _attach_adapter(model: RewardModel, path: Path, adapter: dict) -> None:
     missing, unexpected = model.backbone.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if is_lora_key(k)]
     if missing or unexpected:
-        raise ValueError(f"{path}: does not fit the base model's adapters (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")  # fmt: skip
+        raise ValueError(
+            f"{path}: does not fit the base model's adapters (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )

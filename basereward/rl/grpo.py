@@ -51,8 +51,10 @@ class GrpoConfig:
 
     def __post_init__(self):
         if self.sft_steps < 0 or self.sft_batch_size < 1 or self.sft_learning_rate <= 0:
-            raise ValueError(f"sft_steps must be >= 0, sft_batch_size >= 1 and sft_learning_rate > 0; got "
-                             f"{self.sft_steps}, {self.sft_batch_size}, {self.sft_learning_rate}")  # fmt: skip
+            raise ValueError(
+                f"sft_steps must be >= 0, sft_batch_size >= 1 and sft_learning_rate > 0; got "
+                f"{self.sft_steps}, {self.sft_batch_size}, {self.sft_learning_rate}"
+            )
 
 
 def question_rows(n: int, seed: int, kinds: tuple[str, ...]) -> list[dict]:
@@ -88,8 +90,10 @@ def main(cfg: GrpoConfig) -> dict:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.reward_url is None and not (Path(cfg.reward_model) / "basereward.json").is_file():
-        raise FileNotFoundError(f"{cfg.reward_model}: no BaseReward checkpoint; run `basereward demo --out runs/demo` "
-                                "or pass reward_model=DIR")  # fmt: skip
+        raise FileNotFoundError(
+            f"{cfg.reward_model}: no BaseReward checkpoint; run `basereward demo --out runs/demo` "
+            "or pass reward_model=DIR"
+        )
     policy_dir = (
         Path(cfg.policy) if cfg.policy else init_tiny(out / "policy", "qwen2_5_vl", cfg.seed, cfg.policy_size)
     )
@@ -106,13 +110,20 @@ def main(cfg: GrpoConfig) -> dict:
         sft = warm_start(
             policy, processor, sft_rows, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_learning_rate
         )
-        print(f"sft warm start: {cfg.sft_steps} steps, loss {sft['first_loss']:.3f} -> {sft['last_loss']:.3f}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"sft warm start: {cfg.sft_steps} steps, loss {sft['first_loss']:.3f} -> {sft['last_loss']:.3f}",
+            file=sys.stderr,
+        )
         # TRL loads the KL reference (beta > 0) from the policy's directory: make that the warmed policy.
         policy.save_pretrained(out / "policy-sft")
         policy.config._name_or_path = str(out / "policy-sft")
-    reward = make_reward_fn(cfg.reward_model if cfg.reward_url is None else None, cfg.reward_url,
-                            matcher=cfg.matcher, mode=cfg.mode, device=cfg.device)  # fmt: skip
+    reward = make_reward_fn(
+        cfg.reward_model if cfg.reward_url is None else None,
+        cfg.reward_url,
+        matcher=cfg.matcher,
+        mode=cfg.mode,
+        device=cfg.device,
+    )
 
     steps: list[dict] = []
     log_path = out / "rewards.jsonl"
@@ -120,8 +131,12 @@ def main(cfg: GrpoConfig) -> dict:
     class LogRewards(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "reward" in logs:
-                rec = {"step": state.global_step, "reward": logs["reward"],
-                       "reward_std": logs.get("reward_std"), "match_rate": logs.get("basereward/match_rate")}  # fmt: skip
+                rec = {
+                    "step": state.global_step,
+                    "reward": logs["reward"],
+                    "reward_std": logs.get("reward_std"),
+                    "match_rate": logs.get("basereward/match_rate"),
+                }
                 steps.append(rec)
                 with log_path.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -146,8 +161,14 @@ def main(cfg: GrpoConfig) -> dict:
         disable_tqdm=True,
     )
     log_path.write_text("")
-    trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=processor, callbacks=[LogRewards()])  # fmt: skip
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[LogRewards()],
+    )
     t0 = time.time()
     trainer.train()
     rewards = [s["reward"] for s in steps]

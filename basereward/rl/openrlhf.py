@@ -81,20 +81,32 @@ def reward_func(queries, prompts, labels, **kwargs) -> dict:
     meta = [_label(x) for x in (labels if labels is not None else [None] * len(queries))]
 
     def raw_fn(idx: list[int]) -> list[float]:
-        body = {"query": [queries[i] for i in idx], "prompts": [prompts[i] or "" for i in idx],
-                "labels": [meta[i].get("gt") for i in idx], "images": [meta[i].get("images") or [] for i in idx],
-                "uids": [None if meta[i].get("uid") is None else str(meta[i]["uid"]) for i in idx]}  # fmt: skip
+        body = {
+            "query": [queries[i] for i in idx],
+            "prompts": [prompts[i] or "" for i in idx],
+            "labels": [meta[i].get("gt") for i in idx],
+            "images": [meta[i].get("images") or [] for i in idx],
+            "uids": [None if meta[i].get("uid") is None else str(meta[i]["uid"]) for i in idx],
+        }
         return _post(endpoint, body, timeout)["rewards"]
 
     responses = [response_text(q, p) for q, p in zip(queries, prompts)]
     truths = [m.get("gt") for m in meta]
-    scores = hybrid_scores(responses, truths, raw_fn, os.environ.get("BASEREWARD_MATCHER", "normalized"),
-                           os.environ.get("BASEREWARD_MODE", "hybrid"))  # fmt: skip
+    scores = hybrid_scores(
+        responses,
+        truths,
+        raw_fn,
+        os.environ.get("BASEREWARD_MATCHER", "normalized"),
+        os.environ.get("BASEREWARD_MODE", "hybrid"),
+    )
     rewards = [s.score for s in scores]
     logs = {"basereward_match": [float(s.match) for s in scores], "basereward_prob": [s.prob for s in scores]}
     try:
         import torch
     except ImportError:  # the contract wants tensors; lists still work for callers that convert
         return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
-    return {"rewards": torch.tensor(rewards), "scores": torch.tensor(rewards),
-            "extra_logs": {k: torch.tensor(v) for k, v in logs.items()}}  # fmt: skip
+    return {
+        "rewards": torch.tensor(rewards),
+        "scores": torch.tensor(rewards),
+        "extra_logs": {k: torch.tensor(v) for k, v in logs.items()},
+    }

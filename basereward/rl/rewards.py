@@ -96,8 +96,13 @@ class HybridScore:
     prob: float  # sigmoid(raw); NaN likewise
 
 
-def hybrid_scores(completions: Sequence[str], truths: Sequence | None, raw_fn: Callable[[list[int]], list[float]],
-                  matcher: str | Matcher = "normalized", mode: str = "hybrid") -> list[HybridScore]:  # fmt: skip
+def hybrid_scores(
+    completions: Sequence[str],
+    truths: Sequence | None,
+    raw_fn: Callable[[list[int]], list[float]],
+    matcher: str | Matcher = "normalized",
+    mode: str = "hybrid",
+) -> list[HybridScore]:
     """Rewards for completions. `raw_fn(indices)` returns the reward model's raw logits for those completions; it
     is called once, for the completions the rule did not match (all of them when there is no ground truth).
 

@@ -27,8 +27,14 @@ ANSWER_COLUMNS = ("solution", "ground_truth", "answer")
 class RewardFunction:
     """A TRL reward callable over a scorer (in-process `RewardScorer` or `HttpScorer`)."""
 
-    def __init__(self, scorer, *, matcher: str | Matcher = "normalized", mode: str = "hybrid",
-                 answer_columns: tuple[str, ...] = ANSWER_COLUMNS):  # fmt: skip
+    def __init__(
+        self,
+        scorer,
+        *,
+        matcher: str | Matcher = "normalized",
+        mode: str = "hybrid",
+        answer_columns: tuple[str, ...] = ANSWER_COLUMNS,
+    ):
         self.scorer = scorer
         self.matcher = matcher
         self.mode = mode
@@ -79,8 +85,15 @@ def _images_per_row(n: int, columns: dict) -> list[list]:
     return rows
 
 
-def make_reward_fn(model: str | None = None, url: str | None = None, *, scorer=None, matcher: str | Matcher =
-                   "normalized", mode: str = "hybrid", device: str | None = None) -> RewardFunction:  # fmt: skip
+def make_reward_fn(
+    model: str | None = None,
+    url: str | None = None,
+    *,
+    scorer=None,
+    matcher: str | Matcher = "normalized",
+    mode: str = "hybrid",
+    device: str | None = None,
+) -> RewardFunction:
     """A reward function over a checkpoint directory (in-process), a server URL, or a ready scorer."""
     return RewardFunction(scorer or get_scorer(model, url, device=device), matcher=matcher, mode=mode)
 
@@ -100,8 +113,10 @@ def reward_fn(prompts, completions, **kwargs) -> list[float]:
     if _default is None:
         model, url = os.environ.get("BASEREWARD_MODEL"), os.environ.get("BASEREWARD_URL")
         if not (model or url):
-            raise RuntimeError("basereward.rl.trl.reward_fn: call configure(model=... or url=...) first, or set "
-                               "BASEREWARD_MODEL / BASEREWARD_URL")  # fmt: skip
+            raise RuntimeError(
+                "basereward.rl.trl.reward_fn: call configure(model=... or url=...) first, or set "
+                "BASEREWARD_MODEL / BASEREWARD_URL"
+            )
         configure(
             model or None, None if model else url, matcher=os.environ.get("BASEREWARD_MATCHER", "normalized")
         )

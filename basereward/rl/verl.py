@@ -28,8 +28,10 @@ def verl_sample(solution_str: str, extra_info: dict | None) -> Sample:
     info = extra_info or {}
     prompt = info.get("prompt", info.get("question"))
     if prompt is None:
-        raise ValueError("verl extra_info has no 'prompt' (or 'question'): write it there at data-prep time so the "
-                         "reward model sees what the policy was asked")  # fmt: skip
+        raise ValueError(
+            "verl extra_info has no 'prompt' (or 'question'): write it there at data-prep time so the "
+            "reward model sees what the policy was asked"
+        )
     images = [
         image_ref(img, where=f"extra_info.images[{k}]") for k, img in enumerate(info.get("images") or [])
     ]

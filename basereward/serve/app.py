@@ -44,8 +44,12 @@ log = logging.getLogger("basereward.serve")
 POOLING_TASKS = (None, "classify", "score", "reward")
 
 
-def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024,
-               get_reward_paths: tuple[str, ...] = ("/get_reward",)) -> FastAPI:  # fmt: skip
+def create_app(
+    service: RewardService,
+    *,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    get_reward_paths: tuple[str, ...] = ("/get_reward",),
+) -> FastAPI:
     """The app over a (not yet started) service; the service starts and stops with the app's lifespan."""
 
     @asynccontextmanager
@@ -56,8 +60,19 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
 
     app = FastAPI(title="basereward reward server", lifespan=lifespan)
     app.state.service = service
-    routes = {"/v1/reward", "/v1/media", "/classify", "/v1/classify", "/pooling", "/v1/embeddings", "/v1/score/evaluation",
-              "/health", "/v1/models", "/metrics", *get_reward_paths}  # fmt: skip
+    routes = {
+        "/v1/reward",
+        "/v1/media",
+        "/classify",
+        "/v1/classify",
+        "/pooling",
+        "/v1/embeddings",
+        "/v1/score/evaluation",
+        "/health",
+        "/v1/models",
+        "/metrics",
+        *get_reward_paths,
+    }
     app.add_middleware(BodyGuard, metrics=service.metrics, max_body_bytes=max_body_bytes, routes=routes)
     _install_error_handlers(app)
     policy, sigmoid = service.policy, RewardScorer.sigmoid
@@ -69,17 +84,33 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
     @app.post("/v1/reward", response_model=P.RewardResponse)
     async def reward(req: P.RewardRequest):
         def parse():
-            return collect(req.samples, lambda i, s: Parsed(
-                sample_from_messages(s.messages, s.images, s.videos, f"samples[{i}]", policy, s.uid),
-                f"samples[{i}]", s.uid, s.group))  # fmt: skip
+            return collect(
+                req.samples,
+                lambda i, s: Parsed(
+                    sample_from_messages(s.messages, s.images, s.videos, f"samples[{i}]", policy, s.uid),
+                    f"samples[{i}]",
+                    s.uid,
+                    s.group,
+                ),
+            )
 
         scored = await service.score(parse, "/v1/reward")
         want = set(req.return_) | ({"normalized"} if req.normalize else set())
-        results = [P.RewardResult(uid=p.uid, raw=r, normalized=n if "normalized" in want else None,
-                                  prob=sigmoid(r) if "prob" in want else None)
-                   for p, r, n in zip(scored.parsed, scored.raw, scored.normalized)]  # fmt: skip
-        return P.RewardResponse(results=results, model=service.model_name, revision=service.revision,
-                                timing=P.Timing(**scored.timing))  # fmt: skip
+        results = [
+            P.RewardResult(
+                uid=p.uid,
+                raw=r,
+                normalized=n if "normalized" in want else None,
+                prob=sigmoid(r) if "prob" in want else None,
+            )
+            for p, r, n in zip(scored.parsed, scored.raw, scored.normalized)
+        ]
+        return P.RewardResponse(
+            results=results,
+            model=service.model_name,
+            revision=service.revision,
+            timing=P.Timing(**scored.timing),
+        )
 
     async def get_reward(req: P.GetRewardRequest):
         scored = await service.score(
@@ -93,8 +124,13 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
     async def media(req: P.MediaRequest):
         def check():
             if len(req.images) > policy.max_images:
-                raise BadRequest([RequestError("images", f"{len(req.images)} images, over the limit of "
-                                                         f"{policy.max_images}")])  # fmt: skip
+                raise BadRequest(
+                    [
+                        RequestError(
+                            "images", f"{len(req.images)} images, over the limit of {policy.max_images}"
+                        )
+                    ]
+                )
             refs = [image_ref(src, f"images[{k}]", policy) for k, src in enumerate(req.images)]
             errors = []
             for k, ref in enumerate(
@@ -122,8 +158,10 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
         if messages is not None:
             return [Parsed(sample_from_messages(messages, [], [], "", policy), "messages")]
         texts = texts_from_input(req.input, "input", tok)
-        return collect(texts, lambda i, ft: Parsed(sample_from_text(ft[1], ft[0], policy, strip_tokens=strip_tokens),
-                                                   ft[0]))  # fmt: skip
+        return collect(
+            texts,
+            lambda i, ft: Parsed(sample_from_text(ft[1], ft[0], policy, strip_tokens=strip_tokens), ft[0]),
+        )
 
     def activated(req: P.ClassifyRequest, scores: list[float]) -> list[float]:
         use = req.use_activation if req.use_activation is not None else bool(req.activation)
@@ -144,8 +182,13 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
     @app.post("/pooling", response_model=P.PoolingResponse)
     async def pooling(req: P.PoolingRequest):
         if req.task not in POOLING_TASKS:
-            raise BadRequest([RequestError("task", f"unsupported pooling task {req.task!r}; a reward model "
-                                                   "serves 'classify'")])  # fmt: skip
+            raise BadRequest(
+                [
+                    RequestError(
+                        "task", f"unsupported pooling task {req.task!r}; a reward model serves 'classify'"
+                    )
+                ]
+            )
         scored = await service.score(lambda: parse_inputs(req), "/pooling")
         data = [P.PoolingData(index=i, data=[s]) for i, s in enumerate(activated(req, scored.raw))]
         return P.PoolingResponse(model=req.model or service.model_name, data=data, usage=usage(scored))
@@ -160,13 +203,20 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
     @app.post("/v1/score/evaluation", response_model=P.ScoreEvaluationResponse)
     async def score_evaluation(req: P.ScoreEvaluationRequest):
         def parse():
-            return collect(req.messages, lambda i, t: Parsed(
-                sample_from_text(t, f"messages[{i}]", policy, strip_tokens=strip_tokens), f"messages[{i}]"))  # fmt: skip
+            return collect(
+                req.messages,
+                lambda i, t: Parsed(
+                    sample_from_text(t, f"messages[{i}]", policy, strip_tokens=strip_tokens), f"messages[{i}]"
+                ),
+            )
 
         scored = await service.score(parse, "/v1/score/evaluation")
         if req.max_length is not None:
-            over = [RequestError(p.field, f"input is {n} tokens, over max_length {req.max_length}")
-                    for p, n in zip(scored.parsed, scored.tokens) if n > req.max_length]  # fmt: skip
+            over = [
+                RequestError(p.field, f"input is {n} tokens, over max_length {req.max_length}")
+                for p, n in zip(scored.parsed, scored.tokens)
+                if n > req.max_length
+            ]
             if over:
                 raise BadRequest(over)
         return P.ScoreEvaluationResponse(model=req.model or service.model_name, scores=scored.raw)
@@ -174,26 +224,41 @@ def create_app(service: RewardService, *, max_body_bytes: int = 64 * 1024 * 1024
     @app.get("/health", response_model=P.Health)
     async def health():
         m = service.scorer.model
-        return P.Health(model=service.model_name, revision=service.revision, model_type=m.model_type,
-                        head=m.head.cfg.to_dict(), reward_stats=m.reward_stats, dtype=service.dtype,
-                        device=service.device, max_batch_size=service.max_batch_size,
-                        max_batch_tokens=service.max_batch_tokens,
-                        models=[m.describe() for m in service.all_members],
-                        max_wait_ms=service.max_wait_ms)  # fmt: skip
+        return P.Health(
+            model=service.model_name,
+            revision=service.revision,
+            model_type=m.model_type,
+            head=m.head.cfg.to_dict(),
+            reward_stats=m.reward_stats,
+            dtype=service.dtype,
+            device=service.device,
+            max_batch_size=service.max_batch_size,
+            max_batch_tokens=service.max_batch_tokens,
+            models=[m.describe() for m in service.all_members],
+            max_wait_ms=service.max_wait_ms,
+        )
 
     @app.get("/v1/models", response_model=P.ModelList)
     async def models():
-        card = P.ModelCard(id=service.model_name, created=int(service.model_dir.stat().st_mtime),
-                           root=str(service.model_dir), max_model_len=service.max_tokens)  # fmt: skip
+        card = P.ModelCard(
+            id=service.model_name,
+            created=int(service.model_dir.stat().st_mtime),
+            root=str(service.model_dir),
+            max_model_len=service.max_tokens,
+        )
         return P.ModelList(data=[card])
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
         depth = sum(m.batcher.qsize() for m in service.all_members)
-        gauges = {"basereward_queue_depth": ("requests waiting for the batchers", depth),
-                  "basereward_max_batch_size": ("configured max sequences per forward", service.max_batch_size),
-                  "basereward_max_batch_tokens": ("configured max tokens per forward (0: none)",
-                                                  service.max_batch_tokens or 0)}  # fmt: skip
+        gauges = {
+            "basereward_queue_depth": ("requests waiting for the batchers", depth),
+            "basereward_max_batch_size": ("configured max sequences per forward", service.max_batch_size),
+            "basereward_max_batch_tokens": (
+                "configured max tokens per forward (0: none)",
+                service.max_batch_tokens or 0,
+            ),
+        }
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
     return app
@@ -206,8 +271,15 @@ def error_response(
     code: int, errors: list[P.FieldError], type_: str = "invalid_request_error"
 ) -> JSONResponse:
     first = errors[0]
-    body = P.ErrorResponse(error=P.ErrorBody(message="; ".join(f"{e.field}: {e.message}" for e in errors),
-                                             type=type_, param=first.field, code=code), errors=errors)  # fmt: skip
+    body = P.ErrorResponse(
+        error=P.ErrorBody(
+            message="; ".join(f"{e.field}: {e.message}" for e in errors),
+            type=type_,
+            param=first.field,
+            code=code,
+        ),
+        errors=errors,
+    )
     return JSONResponse(body.model_dump(), status_code=code)
 
 
@@ -233,8 +305,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         errs = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errs):
             e = errs[0]
-            return error_response(400, [P.FieldError(field="body", message=f"malformed JSON: {e.get('msg')} "
-                                                                            f"(at {e.get('loc', ['', '?'])[-1]})")])  # fmt: skip
+            return error_response(
+                400,
+                [
+                    P.FieldError(
+                        field="body",
+                        message=f"malformed JSON: {e.get('msg')} (at {e.get('loc', ['', '?'])[-1]})",
+                    )
+                ],
+            )
         seen, fields = set(), []
         for e in errs:
             fe = P.FieldError(field=field_path(e.get("loc", ())), message=str(e.get("msg", "invalid")))

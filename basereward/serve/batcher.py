@@ -62,9 +62,16 @@ class JobResult:
 class DynamicBatcher:
     """`submit(encoded, keys) -> Future[JobResult]`; thread-safe. `forward` runs only on the worker thread."""
 
-    def __init__(self, forward: ForwardFn, *, max_batch_size: int = 32, max_batch_tokens: int | None = None,
-                 max_wait_ms: float = 5.0, max_queue: int = 4096,
-                 on_batch: Callable[[int, float, float], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        forward: ForwardFn,
+        *,
+        max_batch_size: int = 32,
+        max_batch_tokens: int | None = None,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 4096,
+        on_batch: Callable[[int, float, float], None] | None = None,
+    ):
         if max_batch_size < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
             raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
         self.forward = forward
@@ -163,8 +170,11 @@ class DynamicBatcher:
                     if j in failures:
                         job.future.set_exception(failures[j])
                     else:
-                        job.future.set_result(JobResult(rewards[j], (start - job.enqueued) * 1000,
-                                                        forward_s[j] * 1000, rows_seen[j]))  # fmt: skip
+                        job.future.set_result(
+                            JobResult(
+                                rewards[j], (start - job.enqueued) * 1000, forward_s[j] * 1000, rows_seen[j]
+                            )
+                        )
             if self.on_batch is not None:
                 self.on_batch(rows, dt, start - min(job.enqueued for job in live))
 

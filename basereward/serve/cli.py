@@ -13,10 +13,18 @@ from __future__ import annotations
 
 def add_args(p) -> None:
     p.add_argument("--model", required=True, help="trained reward-model directory (basereward checkpoint)")
-    p.add_argument("--ensemble-model", action="append", default=[], help="another reward model averaged with "
-                   "--model (mean of raw rewards; repeatable)")  # fmt: skip
-    p.add_argument("--text-model", default=None, help="reward model for text-only samples (routing by modality; "
-                   "default: --model and the ensemble score everything)")  # fmt: skip
+    p.add_argument(
+        "--ensemble-model",
+        action="append",
+        default=[],
+        help="another reward model averaged with --model (mean of raw rewards; repeatable)",
+    )
+    p.add_argument(
+        "--text-model",
+        default=None,
+        help="reward model for text-only samples (routing by modality; "
+        "default: --model and the ensemble score everything)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
@@ -29,15 +37,23 @@ def add_args(p) -> None:
     p.add_argument(
         "--max-batch-size", type=int, default=32, help="max sequences per model forward (1: no batching)"
     )
-    p.add_argument("--max-batch-tokens", type=_positive, default=32768, help="max tokens per model forward (prompts "
-                   "counted once per sample; a longer sample runs alone)")  # fmt: skip
+    p.add_argument(
+        "--max-batch-tokens",
+        type=_positive,
+        default=32768,
+        help="max tokens per model forward (prompts counted once per sample; a longer sample runs alone)",
+    )
     p.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="max time the oldest request waits for a batch"
     )
     p.add_argument("--deterministic", action="store_true", help="no cross-request batching (debugging)")
     p.add_argument("--image-root", default=None, help="allow image paths under this folder (default: none)")
-    p.add_argument("--allow-url-prefix", action="append", default=[], help="allow remote images under this URL "
-                   "prefix (repeatable; default: no remote URLs)")  # fmt: skip
+    p.add_argument(
+        "--allow-url-prefix",
+        action="append",
+        default=[],
+        help="allow remote images under this URL prefix (repeatable; default: no remote URLs)",
+    )
     p.add_argument("--max-images", type=int, default=16, help="images (and video frames) per sample")
     p.add_argument("--max-image-pixels", type=int, default=16_777_216, help="source width x height per image")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="request body size limit in MiB")
@@ -49,8 +65,12 @@ def add_args(p) -> None:
     p.add_argument(
         "--request-timeout-s", type=float, default=150.0, help="answer 429 after this long in queue"
     )
-    p.add_argument("--get-reward-path", action="append", default=[], help="extra path for the OpenRLHF route "
-                   "(repeatable; /get_reward is always served)")  # fmt: skip
+    p.add_argument(
+        "--get-reward-path",
+        action="append",
+        default=[],
+        help="extra path for the OpenRLHF route (repeatable; /get_reward is always served)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads (default: torch's)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level")
 
@@ -122,8 +142,11 @@ def run(args) -> dict:
     # cyclic collector's scans, which otherwise land on random requests.
     gc.collect()
     gc.freeze()
-    print(f"basereward serve: {args.model} on http://{args.host}:{args.port} "
-          f"(max batch {service.max_batch_size}, max wait {service.max_wait_ms:g} ms)", file=sys.stderr)  # fmt: skip
+    print(
+        f"basereward serve: {args.model} on http://{args.host}:{args.port} "
+        f"(max batch {service.max_batch_size}, max wait {service.max_wait_ms:g} ms)",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     m = service.metrics
     return {

@@ -76,13 +76,18 @@ class Metrics:
             "basereward_requests_total", "HTTP requests by route and status code", ("route", "code")
         )
         self.samples = Counter("basereward_samples_total", "samples scored, by route", ("route",))
-        self.latency = Histogram("basereward_request_latency_seconds", "request latency, arrival to response",
-                                 LATENCY_BUCKETS, ("route",))  # fmt: skip
+        self.latency = Histogram(
+            "basereward_request_latency_seconds",
+            "request latency, arrival to response",
+            LATENCY_BUCKETS,
+            ("route",),
+        )
         self.batches = Counter("basereward_batches_total", "model forwards run by the batcher")
         self.batch_size = Histogram("basereward_batch_size", "sequences per model forward", BATCH_BUCKETS)
         self.forward = Histogram("basereward_forward_seconds", "time of one model forward", LATENCY_BUCKETS)
-        self.queue_wait = Histogram("basereward_queue_wait_seconds", "oldest job's wait before its batch ran",
-                                    LATENCY_BUCKETS)  # fmt: skip
+        self.queue_wait = Histogram(
+            "basereward_queue_wait_seconds", "oldest job's wait before its batch ran", LATENCY_BUCKETS
+        )
 
     def record_request(self, route: str, code: int, seconds: float) -> None:
         with self.lock:
@@ -104,8 +109,15 @@ class Metrics:
         """Text exposition format; `gauges` maps name -> (help, value) for values read at scrape time."""
         with self.lock:
             lines: list[str] = []
-            for m in (self.requests, self.samples, self.latency, self.batches, self.batch_size, self.forward,
-                      self.queue_wait):  # fmt: skip
+            for m in (
+                self.requests,
+                self.samples,
+                self.latency,
+                self.batches,
+                self.batch_size,
+                self.forward,
+                self.queue_wait,
+            ):
                 lines += m.render()
         for name, (help_, value) in (gauges or {}).items():
             v = "NaN" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"

@@ -69,8 +69,14 @@ def collect(items: Iterable[T], convert: Callable[[int, T], Parsed]) -> list[Par
 # ---- chat messages --------------------------------------------------------------------------------------------
 
 
-def sample_from_messages(messages: list[ChatMessage], images: list[str], videos: list[list[str]], field: str,
-                         policy: MediaPolicy, uid: str | None = None) -> Sample:  # fmt: skip
+def sample_from_messages(
+    messages: list[ChatMessage],
+    images: list[str],
+    videos: list[list[str]],
+    field: str,
+    policy: MediaPolicy,
+    uid: str | None = None,
+) -> Sample:
     """OpenAI-style chat whose last message is the assistant response -> a one-response Sample."""
     last = len(messages) - 1
     if messages[last].role != "assistant":
@@ -111,10 +117,18 @@ def sample_from_messages(messages: list[ChatMessage], images: list[str], videos:
                     pf, "video_url is not supported: send the video as frames ({'type': 'video'})"
                 )
         prompt.append({"role": m.role, "content": "".join(pieces)})
-    refs = _fill(slots, [image_ref(s, _at(field, f"images[{k}]"), policy) for k, s in enumerate(images)],
-                 _at(field, "images"), "image")  # fmt: skip
-    vids = _fill(vslots, [_video(v, _at(field, f"videos[{k}]"), policy) for k, v in enumerate(videos)],
-                 _at(field, "videos"), "video")  # fmt: skip
+    refs = _fill(
+        slots,
+        [image_ref(s, _at(field, f"images[{k}]"), policy) for k, s in enumerate(images)],
+        _at(field, "images"),
+        "image",
+    )
+    vids = _fill(
+        vslots,
+        [_video(v, _at(field, f"videos[{k}]"), policy) for k, v in enumerate(videos)],
+        _at(field, "videos"),
+        "video",
+    )
     if refs and not slots:
         prompt = _prepend_tags(prompt, len(refs), _at(field, "messages"))
     if videos and not vslots:
@@ -199,9 +213,16 @@ def strip_sequence(text: str, strip_tokens: tuple[str, ...] = _STRIP_TOKENS) -> 
     return text
 
 
-def sample_from_text(text: str, field: str, policy: MediaPolicy, *, images: list[ImageRef] = (),
-                     prompt: str | None = None, uid: str | None = None,
-                     strip_tokens: tuple[str, ...] = _STRIP_TOKENS) -> Sample:  # fmt: skip
+def sample_from_text(
+    text: str,
+    field: str,
+    policy: MediaPolicy,
+    *,
+    images: list[ImageRef] = (),
+    prompt: str | None = None,
+    uid: str | None = None,
+    strip_tokens: tuple[str, ...] = _STRIP_TOKENS,
+) -> Sample:
     """Decoded prompt + response text (chat markup and special tokens kept) -> a one-response Sample."""
     body = _collapse(text, strip_tokens)
     if VIDEO_TAG in body:
@@ -214,15 +235,21 @@ def sample_from_text(text: str, field: str, policy: MediaPolicy, *, images: list
         p = _collapse(prompt, strip_tokens)
         messages, response = [{"role": "user", "content": p}], body[len(p) :]
     else:
-        raise RequestError(field, "no chat markup (<|im_start|>) to tell the response from the prompt; send "
-                                  "chat-formatted text or the prompt text")  # fmt: skip
+        raise RequestError(
+            field,
+            "no chat markup (<|im_start|>) to tell the response from the prompt; send "
+            "chat-formatted text or the prompt text",
+        )
     if not response.strip():
         raise RequestError(field, "missing response: the text ends without an assistant response")
     n_tags = sum(m["content"].count(IMAGE_TAG) for m in messages)
     if n_tags != len(images):
         if n_tags and not images:
-            raise RequestError(field, f"the text holds {n_tags} image placeholder(s) but no images were sent with "
-                                      "it (images / labels[i].images); it is never scored as text-only")  # fmt: skip
+            raise RequestError(
+                field,
+                f"the text holds {n_tags} image placeholder(s) but no images were sent with "
+                "it (images / labels[i].images); it is never scored as text-only",
+            )
         raise RequestError(
             field, f"{len(images)} image(s) sent for {n_tags} image placeholder(s) in the text"
         )
@@ -279,8 +306,9 @@ def _decode(ids: list[int], field: str, tokenizer) -> str:
 # ---- OpenRLHF ---------------------------------------------------------------------------------------------------
 
 
-def parse_get_reward(req: GetRewardRequest, policy: MediaPolicy, strip_tokens=_STRIP_TOKENS,
-                     registry=None) -> list[Parsed]:  # fmt: skip
+def parse_get_reward(
+    req: GetRewardRequest, policy: MediaPolicy, strip_tokens=_STRIP_TOKENS, registry=None
+) -> list[Parsed]:
     """OpenRLHF's request (+ images/uids extensions, or label objects carrying them) -> one Parsed per query.
     A query sent without images takes those registered for its uid in `registry` (`POST /v1/media`), if any."""
     n = len(req.query)
@@ -303,8 +331,9 @@ def parse_get_reward(req: GetRewardRequest, policy: MediaPolicy, strip_tokens=_S
         if not refs and registry is not None:
             refs = list(registry.get(None if uid is None else str(uid)) or [])
         prompt = req.prompts[i] if req.prompts is not None else None
-        sample = sample_from_text(q, f"query[{i}]", policy, images=refs, prompt=prompt, uid=None,
-                                  strip_tokens=strip_tokens)  # fmt: skip
+        sample = sample_from_text(
+            q, f"query[{i}]", policy, images=refs, prompt=prompt, uid=None, strip_tokens=strip_tokens
+        )
         return Parsed(sample, f"query[{i}]", uid=None if uid is None else str(uid))
 
     return collect(req.query, convert)

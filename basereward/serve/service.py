@@ -54,9 +54,21 @@ class Scored:
 class Member:
     """One served reward model: its scorer, encoder lock, prompt-encoding cache and dynamic batcher."""
 
-    def __init__(self, scorer: RewardScorer, model_dir: str | Path, role: str, *, policy: MediaPolicy,
-                 max_batch_size: int, max_batch_tokens: int | None, max_wait_ms: float, max_queue: int,
-                 max_tokens: int | None, prompt_cache_size: int, metrics: Metrics):  # fmt: skip
+    def __init__(
+        self,
+        scorer: RewardScorer,
+        model_dir: str | Path,
+        role: str,
+        *,
+        policy: MediaPolicy,
+        max_batch_size: int,
+        max_batch_tokens: int | None,
+        max_wait_ms: float,
+        max_queue: int,
+        max_tokens: int | None,
+        prompt_cache_size: int,
+        metrics: Metrics,
+    ):
         self.scorer = scorer
         self.model_dir = Path(model_dir)
         self.role = role  # "main", "ensemble" or "text"
@@ -64,8 +76,14 @@ class Member:
         scorer.encoder.max_source_pixels = policy.max_image_pixels
         self.max_tokens = min(max_tokens or 1 << 62, max_positions(scorer.model))
         self.max_batch_size = max_batch_size
-        self.batcher = DynamicBatcher(self._forward, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-                                      max_wait_ms=max_wait_ms, max_queue=max_queue, on_batch=metrics.record_batch)  # fmt: skip
+        self.batcher = DynamicBatcher(
+            self._forward,
+            max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            on_batch=metrics.record_batch,
+        )
         self._lock = threading.Lock()  # HF fast tokenizers are not safe to enter from two threads at once
         self._prompts: OrderedDict[str, PromptEncoding] = OrderedDict()
         self.prompt_cache_size = prompt_cache_size
@@ -73,8 +91,14 @@ class Member:
 
     def _forward(self, encoded) -> list[list[float]]:
         s = self.scorer
-        return score_encoded(s.model, encoded, s.encoder.pad_id, max_rows=max(self.max_batch_size, 1),
-                             autocast_dtype=s.autocast_dtype, layout=s.layout)  # fmt: skip
+        return score_encoded(
+            s.model,
+            encoded,
+            s.encoder.pad_id,
+            max_rows=max(self.max_batch_size, 1),
+            autocast_dtype=s.autocast_dtype,
+            layout=s.layout,
+        )
 
     def encode(self, sample: Sample, key: str | None) -> EncodedSample:
         """`RewardScorer.encode`, with the prompt part (chat template, image decoding and patching) reused for
@@ -94,8 +118,13 @@ class Member:
 
     def describe(self) -> dict:
         m = self.scorer.model
-        return {"role": self.role, "model": str(self.model_dir), "revision": self.revision,
-                "model_type": m.model_type, "reward_stats": m.reward_stats}  # fmt: skip
+        return {
+            "role": self.role,
+            "model": str(self.model_dir),
+            "revision": self.revision,
+            "model_type": m.model_type,
+            "reward_stats": m.reward_stats,
+        }
 
 
 @dataclass
@@ -109,13 +138,26 @@ class _Work:
 
 
 class RewardService:
-    def __init__(self, scorer: RewardScorer, *, model_dir: str | Path, model_name: str | None = None,
-                 ensemble: Sequence[tuple[RewardScorer, str | Path]] = (),
-                 text_scorer: tuple[RewardScorer, str | Path] | None = None,
-                 policy: MediaPolicy = MediaPolicy(), max_batch_size: int = 32, max_batch_tokens: int | None = None,
-                 max_wait_ms: float = 5.0, max_tokens: int | None = None, max_samples: int = 1024,
-                 max_queue: int = 4096, request_timeout_s: float = 150.0, preprocess_threads: int = 2,
-                 prompt_cache_size: int = 64, metrics: Metrics | None = None):  # fmt: skip
+    def __init__(
+        self,
+        scorer: RewardScorer,
+        *,
+        model_dir: str | Path,
+        model_name: str | None = None,
+        ensemble: Sequence[tuple[RewardScorer, str | Path]] = (),
+        text_scorer: tuple[RewardScorer, str | Path] | None = None,
+        policy: MediaPolicy = MediaPolicy(),
+        max_batch_size: int = 32,
+        max_batch_tokens: int | None = None,
+        max_wait_ms: float = 5.0,
+        max_tokens: int | None = None,
+        max_samples: int = 1024,
+        max_queue: int = 4096,
+        request_timeout_s: float = 150.0,
+        preprocess_threads: int = 2,
+        prompt_cache_size: int = 64,
+        metrics: Metrics | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.model_name = model_name or str(model_dir)
         self.policy = policy
@@ -125,9 +167,16 @@ class RewardService:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_ms = max_wait_ms
-        common = dict(policy=policy, max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens,
-                      max_wait_ms=max_wait_ms, max_queue=max_queue, max_tokens=max_tokens,
-                      prompt_cache_size=prompt_cache_size, metrics=self.metrics)  # fmt: skip
+        common = dict(
+            policy=policy,
+            max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            max_tokens=max_tokens,
+            prompt_cache_size=prompt_cache_size,
+            metrics=self.metrics,
+        )
         main = Member(scorer, model_dir, "main", **common)
         self.members = [main, *(Member(s, d, "ensemble", **common) for s, d in ensemble)]
         self.text_member = Member(*text_scorer, "text", **common) if text_scorer is not None else None

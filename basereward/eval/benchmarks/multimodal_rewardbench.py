@@ -43,8 +43,11 @@ def bucket_of(rid: str, category: str) -> str:
 
 
 def data_files(path: str | Path) -> list[Path]:
-    return data_file(path, ("all_data.json", "data/all_data.json"),
-                     "no all_data.json (run the repo's scripts/0_download_data.py first)")  # fmt: skip
+    return data_file(
+        path,
+        ("all_data.json", "data/all_data.json"),
+        "no all_data.json (run the repo's scripts/0_download_data.py first)",
+    )
 
 
 def load(
