@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from basereward.eval.benchmarks import load_benchmark
-from basereward.eval.benchmarks.vl_rewardbench import group_of
+from basereward.data.benchmarks import load_benchmark
+from basereward.data.benchmarks.vl_rewardbench import group_of
 from basereward.types import DataError
 
 # real records, in the repo (provenance in their README); BASEREWARD_SAMPLES points the tests at another copy

@@ -1,6 +1,7 @@
-"""Layering (DESIGN.md): types/config <- data, losses, head <- collate, backbone <- reward_model, checkpoint <-
-scoring <- leaves. An import may only point to the same or a lower layer, and nothing but a leaf (or the demo,
-which composes leaves) imports a leaf. Parsed from source, so lazy imports inside functions count too."""
+"""Layering (docs/design.md): types/config <- data, losses, head <- collate, backbone <- reward_model, checkpoint
+<- scoring <- leaves. An import may only point to the same or a lower layer, nothing but a leaf (or the demo,
+which composes leaves) imports a leaf, and no two modules, and no two packages, import each other even through a
+chain. Parsed from source, so lazy imports inside functions count too. There are no exceptions."""
 
 import ast
 from pathlib import Path
@@ -11,8 +12,8 @@ PKG = Path(__file__).resolve().parents[1] / "basereward"
 LAYERS = {
     "basereward.types": 0,
     "basereward.config": 0,
-    "basereward.distributed": 0,
-    "basereward.calibration": 0,  # raw reward -> probability / normalised scale (math only)  # process group and collectives: torch only
+    "basereward.distributed": 0,  # process group and collectives: torch only
+    "basereward.calibration": 0,  # raw reward -> probability / normalised scale (math only)
     "basereward.data": 1,
     "basereward.losses": 1,
     "basereward.model.head": 1,
@@ -25,8 +26,8 @@ LAYERS = {
     "basereward.model.processor": 2,
     "basereward.model": 3,
     "basereward.checkpoint": 3,
-    "basereward.sharding": 3,
-    "basereward.step_batches": 3,  # the data order of training steps (collate + template)  # DDP / FSDP2 wrapping of a reward model
+    "basereward.sharding": 3,  # DDP / FSDP2 wrapping of a reward model
+    "basereward.step_batches": 3,  # the data order of training steps (collate + template)
     "basereward.tiny": 3,
     "basereward.scoring": 4,
     "basereward.eval": 5,
@@ -54,11 +55,6 @@ LEAVES = {
 # The verb table, the demo (init-tiny -> synth -> train -> eval) and `data build` (which converts each raw source
 # with `data convert`) compose other entry points.
 LEAF_IMPORTERS = {"basereward.cli", "basereward.__main__", "basereward.demo", "basereward.data.mixture"}
-# Deliberate exceptions, each with its reason.
-ALLOWED = {
-    # decontamination reads the benchmarks through the evaluation loaders (one loader per benchmark, not two)
-    ("basereward.data.decontam", "basereward.eval.benchmarks"),
-}
 
 
 def module_name(path: Path) -> str:
@@ -89,6 +85,87 @@ def known_modules() -> set[str]:
     return {module_name(p) for p in PKG.rglob("*.py")}
 
 
+def import_graph() -> dict[str, set[str]]:
+    """module -> the basereward modules it imports (a `from pkg import name` counts as importing pkg)."""
+    modules = known_modules()
+    graph = {}
+    for path in sorted(PKG.rglob("*.py")):
+        me = module_name(path)
+        graph[me] = {t for t in imports(path) if t in modules and t != me}
+    return graph
+
+
+def package_of(module: str) -> str:
+    """basereward.data.io -> basereward.data; a top-level module (basereward.train) is its own package."""
+    parts = module.split(".")
+    if len(parts) >= 2 and (PKG / parts[1]).is_dir():
+        return ".".join(parts[:2])
+    return module
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for me, targets in graph.items():
+        mine = package_of(me)
+        out.setdefault(mine, set()).update(package_of(t) for t in targets if package_of(t) != mine)
+    return out
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan), each sorted: every import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_no_import_cycles_between_modules_or_packages():
+    graph = import_graph()
+    assert not cycles(graph), f"module import cycles: {cycles(graph)}"
+    assert not cycles(package_graph(graph)), f"package import cycles: {cycles(package_graph(graph))}"
+
+
+def test_cycle_check_catches_an_injected_cycle():
+    """Negative control: the check is not vacuous. One added edge closes a package cycle (eval already imports
+    data), another a module cycle inside bench (worker already imports train_bench, which imports runtime)."""
+    graph = import_graph()
+    assert "basereward.data.io" in graph["basereward.data.benchmarks.pairs"]
+    with_package_cycle = {k: set(v) for k, v in graph.items()}
+    with_package_cycle["basereward.data.io"].add("basereward.eval.metrics")
+    assert ["basereward.data", "basereward.eval"] in cycles(package_graph(with_package_cycle))
+    with_module_cycle = {k: set(v) for k, v in graph.items()}
+    with_module_cycle["basereward.bench.runtime"].add("basereward.bench.worker")
+    found = cycles(with_module_cycle)
+    assert any({"basereward.bench.runtime", "basereward.bench.worker"} <= set(c) for c in found), found
+
+
 def test_no_upward_imports_and_no_imported_leaves():
     modules = known_modules()
     problems = []
@@ -97,7 +174,7 @@ def test_no_upward_imports_and_no_imported_leaves():
         for target in imports(path):
             if target not in modules:  # `from pkg import name` where name is not a module
                 continue
-            if (me, target) in ALLOWED or target == me:
+            if target == me:
                 continue
             if target in LEAVES and me not in LEAF_IMPORTERS:
                 problems.append(f"{me} imports the leaf {target}")

@@ -107,3 +107,11 @@ def encode(encoder, images: list[str], w: Workload, per_prompt: int, n_prompts: 
 
 def step_batches(samples: list, per_step: int) -> list[list]:
     return [samples[i : i + per_step] for i in range(0, len(samples), per_step)]
+
+
+def split_pairs(pairs):
+    from basereward.template import EncodedSample
+
+    chosen = [EncodedSample(p.prompt, [p.responses[0]]) for p in pairs]
+    rejected = [EncodedSample(p.prompt, [p.responses[1]]) for p in pairs]
+    return chosen, rejected

@@ -180,7 +180,7 @@ def rewards(variant: str, model, b, lm_head=None) -> torch.Tensor:
 def batches_for(variant: str, samples: list):
     pad = gpu_setup.IDS["pad"]
     if variant == "B0":
-        from basereward.bench.train_bench import split_pairs
+        from basereward.bench.data import split_pairs
 
         chosen, rejected = split_pairs(samples)
         return collate_padded(chosen, pad).to(RUN["device"]), collate_padded(rejected, pad).to(RUN["device"])

@@ -148,7 +148,7 @@ def synthetic_samples(
 
 def variant_flops(variant: str, samples: list, dims: flops.Dims) -> float:
     """Analytic FLOPs of one step of a GPU variant (train: B0 B1 T4 T5; score: S0 S1 S3) on `samples`."""
-    from basereward.bench.train_bench import split_pairs
+    from basereward.bench.data import split_pairs
     from basereward.collate import collate_padded, collate_shared
 
     def call(batch, layout, head_all):

@@ -66,7 +66,7 @@ def run_variant(variant: str, spec: dict) -> dict:
 
     from basereward.bench.data import Workload, encode
     from basereward.bench.flops import Dims
-    from basereward.bench.worker import current_rss_mb, load_encoder, load_model, peak_rss_mb, save_gate
+    from basereward.bench.runtime import current_rss_mb, load_encoder, load_model, peak_rss_mb, save_gate
 
     w = Workload(**spec["workload"])
     model = load_model(spec["model_dir"], spec.get("seed", 0)).eval()

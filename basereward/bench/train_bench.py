@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from basereward.bench import common
+from basereward.bench.data import split_pairs
 
 VARIANTS = {
     "B0": "two forwards (chosen, rejected), padded, image per row, head on all positions",
@@ -40,14 +41,6 @@ def all_positions_rewards(model, batch):
     """Reward head on every position, then gather the scored tokens (AutoModelForSequenceClassification style)."""
     out = model.backbone(**batch.model_inputs(), use_cache=False)
     return model.head(out.last_hidden_state)[batch.score_rows, batch.score_cols]
-
-
-def split_pairs(pairs):
-    from basereward.template import EncodedSample
-
-    chosen = [EncodedSample(p.prompt, [p.responses[0]]) for p in pairs]
-    rejected = [EncodedSample(p.prompt, [p.responses[1]]) for p in pairs]
-    return chosen, rejected
 
 
 def train_rewards(variant: str, model, pairs, pad_id: int):
@@ -95,7 +88,7 @@ def setup(spec: dict):
     """(model, encoder, step batches, FLOP dims) for a worker; nothing here is timed."""
     from basereward.bench.data import Workload, encode, step_batches
     from basereward.bench.flops import Dims
-    from basereward.bench.worker import load_encoder, load_model
+    from basereward.bench.runtime import load_encoder, load_model
 
     w = Workload(**spec["workload"])
     model = load_model(spec["model_dir"], spec.get("seed", 0))
@@ -107,7 +100,7 @@ def setup(spec: dict):
 def run_variant(variant: str, spec: dict) -> dict:
     import torch
 
-    from basereward.bench.worker import current_rss_mb, peak_rss_mb, save_gate
+    from basereward.bench.runtime import current_rss_mb, peak_rss_mb, save_gate
     from basereward.losses import pair_loss
 
     model, encoder, batches, dims = setup(spec)

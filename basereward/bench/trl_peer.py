@@ -81,7 +81,7 @@ class PairCollator:
         self.pairs, self.pad_id = pairs, pad_id
 
     def __call__(self, features: list[dict]) -> dict:
-        from basereward.bench.train_bench import split_pairs
+        from basereward.bench.data import split_pairs
         from basereward.collate import collate_padded
 
         chosen, rejected = split_pairs([self.pairs[f["pair_index"]] for f in features])
@@ -99,7 +99,7 @@ def run_trl(model, pad_id: int, batches: list[list], spec: dict) -> dict:
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
-    from basereward.bench.worker import save_gate
+    from basereward.bench.runtime import save_gate
 
     n_steps = spec["warmup"] + spec["steps"]
     pairs = [

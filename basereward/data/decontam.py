@@ -13,7 +13,7 @@ A training pair matches a benchmark item when
   media not downloaded), text alone decides, but only for questions of at least `min_words` words, because
   short generic prompts ("Describe this image in detail.") recur over unrelated images.
 Images are hashed only for rows whose text matched, which keeps a 2.8M-pair scan cheap. Benchmarks are loaded
-with `basereward.eval.benchmarks.load_benchmark` (names as in the evaluation issue).
+with `basereward.data.benchmarks.load_benchmark` (names as in the evaluation issue).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from basereward.data.benchmarks import load_benchmark
 from basereward.data.dedup import digest64, hamming, image_digest, ngrams, open_grey, phash, question_text
 from basereward.data.shard_reader import ShardDir
 from basereward.data.shards import ShardWriter, rebase_paths
@@ -106,24 +107,13 @@ class BenchIndex:
 
 
 def load_benchmarks(specs: list[str]) -> list[tuple[str, list[PreferencePair]]]:
-    """`NAME:PATH[:IMAGES]` -> pairs, via the evaluation loaders (our pair JSONL for `pairs` if absent)."""
+    """`NAME:PATH[:IMAGES]` -> pairs, via the benchmark loaders (the same ones `basereward eval` uses)."""
     out = []
     for spec in specs:
         name, _, rest = spec.partition(":")
         path, _, images = rest.partition(":")
         if not name or not path:
             raise DataError(f"--against {spec!r}: expected BENCH:PATH[:IMAGES_DIR]")
-        try:
-            from basereward.eval.benchmarks import load_benchmark
-        except ImportError:
-            if name != "pairs":
-                raise DataError(
-                    f"--against {spec!r}: benchmark loaders (basereward.eval.benchmarks) not installed"
-                ) from None
-            from basereward.data.io import read_pairs
-
-            out.append((name, read_pairs(path)))
-            continue
         out.append((name, load_benchmark(name, path, images=images or None)))
     return out
 

@@ -20,9 +20,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from basereward.eval.benchmarks import BENCHMARKS, data_files, load_benchmark
-from basereward.eval.benchmarks.common import sha256_file
-from basereward.eval.benchmarks.vl_rewardbench import CATEGORY_MAPS
+from basereward.data.benchmarks import BENCHMARKS, data_files, load_benchmark
+from basereward.data.benchmarks.common import sha256_file
+from basereward.data.benchmarks.vl_rewardbench import CATEGORY_MAPS
 from basereward.eval.metrics import benchmark_result
 from basereward.eval.report import Run, markdown_tables, write_report
 from basereward.types import DataError, PreferencePair, Sample

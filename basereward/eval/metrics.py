@@ -252,7 +252,7 @@ def benchmark_result(
     rej: Sequence[float],
     category_map: str = "official",
 ) -> Result:
-    """The metrics of `benchmark` for loader pairs (`basereward.eval.benchmarks`) and their rewards; reads only
+    """The metrics of `benchmark` for loader pairs (`basereward.data.benchmarks`) and their rewards; reads only
     the labels the loaders put in `meta`. `category_map` picks the VL-RewardBench grouping."""
     if benchmark == "vl-rewardbench":
         groups = [p.meta["category_by_map"][category_map] for p in pairs]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from basereward.eval.benchmarks import mm_rlhf_rewardbench, multimodal_rewardbench, pairs, vl_rewardbench
+from basereward.data.benchmarks import mm_rlhf_rewardbench, multimodal_rewardbench, pairs, vl_rewardbench
 from basereward.types import PreferencePair
 
 MODULES = {

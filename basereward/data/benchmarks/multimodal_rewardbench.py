@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from basereward.eval.benchmarks.common import (
+from basereward.data.benchmarks.common import (
     data_file,
     iter_json_records,
     media_prompt,

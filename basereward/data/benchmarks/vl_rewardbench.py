@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from basereward.eval.benchmarks.common import (
+from basereward.data.benchmarks.common import (
     iter_json_records,
     media_prompt,
     require_str,
