@@ -10,7 +10,10 @@ messages whose `content` is a string; the user text holds exactly one literal `<
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,22 @@ class Sample:
     images: list[ImageRef] = field(default_factory=list)
     videos: list[VideoRef] = field(default_factory=list)
     id: str = ""
+
+    def prompt_key(self) -> str | None:
+        """Equal keys mean equal prompt and images (bytes, or path with size and mtime), hence an identical prompt
+        encoding: the one key for the server's prompt cache and for merging samples that share a prompt. None
+        for samples with videos (never cached or merged)."""
+        if self.videos:
+            return None
+        h = hashlib.blake2b(json.dumps(self.prompt, sort_keys=True).encode(), digest_size=16)
+        for ref in self.images:
+            if ref.data is not None:
+                h.update(ref.data)
+            else:
+                st = os.stat(ref.path) if ref.path and os.path.exists(ref.path) else None
+                h.update(f"{ref.path}|{st and st.st_size}|{st and st.st_mtime_ns}".encode())
+            h.update(b"\x00")
+        return h.hexdigest()
 
 
 @dataclass

@@ -3,9 +3,9 @@
 import json
 from collections import Counter
 
+from basereward.data.benchmarks import load_benchmark
 from basereward.data.io import read_pairs
 from basereward.data.synthetic import synthesize
-from basereward.data.benchmarks import load_benchmark
 from basereward.eval.synthetic_sets import write_all
 
 

@@ -159,14 +159,12 @@ def test_batcher_merges_identical_prompts_across_requests():
 def test_prompt_cache_reuses_the_encoding_of_a_group(tmp_path):
     from serve_fixtures import same_encoding
 
-    from basereward.serve.service import prompt_key
-
     rm = make_reward_model(tmp_path)
     svc = service(rm)
     a, b = ref_sample(response="The shape is red."), ref_sample(response="It is blue.")
-    assert prompt_key(a) == prompt_key(b) != prompt_key(ref_sample("blue"))
+    assert a.prompt_key() == b.prompt_key() != ref_sample("blue").prompt_key()
     main = svc.members[0]
-    ea, eb = main.encode(a, prompt_key(a)), main.encode(b, prompt_key(b))
+    ea, eb = main.encode(a, a.prompt_key()), main.encode(b, b.prompt_key())
     assert eb.prompt is ea.prompt  # decoded and patched once
     assert same_encoding(eb, svc.scorer.encode(b))  # and identical to the uncached path
 

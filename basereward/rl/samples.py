@@ -10,9 +10,7 @@ sample given to `RewardScorer` directly.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
-import json
 from collections.abc import Sequence
 
 from basereward.types import IMAGE_TAG, ImageRef, Sample
@@ -94,10 +92,7 @@ def merge_by_prompt(samples: Sequence[Sample]) -> tuple[list[Sample], list[tuple
     where: dict[str, int] = {}
     index: list[tuple[int, int]] = []
     for s in samples:
-        h = hashlib.blake2b(json.dumps(s.prompt, sort_keys=True).encode(), digest_size=16)
-        for ref in s.images:
-            h.update(ref.data if ref.data is not None else str(ref.path).encode())
-        key = h.hexdigest()
+        key = s.prompt_key() or f"unique:{len(index)}"  # a sample with videos is never merged
         if key not in where:
             where[key] = len(merged)
             merged.append(Sample(s.prompt, [], list(s.images), list(s.videos), id=s.id))

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -263,7 +261,7 @@ class RewardService:
         work: dict[int, _Work] = {}
         tokens, errors = [], []
         for i, p in enumerate(parsed):
-            key = prompt_key(p.sample)
+            key = p.sample.prompt_key()
             longest = 0
             for member in self.route(p.sample):
                 try:
@@ -294,22 +292,6 @@ def _located(field: str, message: str) -> RequestError:
     if sep and where.startswith(field):
         return RequestError(where, rest)
     return RequestError(field, message)
-
-
-def prompt_key(sample: Sample) -> str | None:
-    """Equal keys mean equal prompt and images (bytes, or path with size and mtime), hence an identical prompt
-    encoding. None for samples with videos (not cached, not grouped)."""
-    if sample.videos:
-        return None
-    h = hashlib.blake2b(json.dumps(sample.prompt, sort_keys=True).encode(), digest_size=16)
-    for ref in sample.images:
-        if ref.data is not None:
-            h.update(ref.data)
-        else:
-            st = os.stat(ref.path) if os.path.exists(ref.path) else None
-            h.update(f"{ref.path}|{st and st.st_size}|{st and st.st_mtime_ns}".encode())
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 def max_positions(model) -> int:
