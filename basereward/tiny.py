@@ -45,56 +45,47 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+_TEST = dict(
+    hidden=64,
+    layers=2,
+    heads=4,
+    kv=2,
+    ffn=128,
+    v_hidden=64,
+    v_depth=2,
+    v_heads=4,
+    v_ffn=128,
+    init_std=0.02,
+    rope_theta=10000.0,
+    mrope=[2, 3, 3],
+    v_fullatt=[1],
+)
+# text hidden/layers/heads/kv/ffn, vision hidden/depth/heads/ffn, init std, rope theta, mrope section; the other
+# sizes name only what differs from "test"
 SIZES = {
-    # text hidden/layers/heads/kv, vision hidden/depth/heads, init std, rope theta, mrope section
-    "test": dict(
-        hidden=64,
-        layers=2,
-        heads=4,
-        kv=2,
-        ffn=128,
-        v_hidden=64,
-        v_depth=2,
-        v_heads=4,
-        v_ffn=128,
-        init_std=0.02,
-        rope_theta=10000.0,
-        mrope=[2, 3, 3],
-        v_fullatt=[1],
-    ),
-    "demo": dict(
-        hidden=64,
-        layers=2,
-        heads=4,
-        kv=2,
-        ffn=128,
-        v_hidden=128,
-        v_depth=2,
-        v_heads=4,
-        v_ffn=256,
-        init_std=0.08,
-        rope_theta=30.0,
-        mrope=[2, 2, 4],
-        v_fullatt=[0, 1],
-    ),
+    "test": _TEST,
+    # a wider vision tower, larger init and a short rope period: learns the synthetic tasks in minutes
+    "demo": {
+        **_TEST,
+        "v_hidden": 128,
+        "v_ffn": 256,
+        "init_std": 0.08,
+        "rope_theta": 30.0,
+        "mrope": [2, 2, 4],
+        "v_fullatt": [0, 1],
+    },
     # benchmark shapes (specs/performance.md section 5): 7B-like ratios (FFN ~5.3x, LM head ~8.7% of the backbone)
-    "bench": dict(
-        hidden=256,
-        layers=4,
-        heads=4,
-        kv=2,
-        ffn=1344,
-        v_hidden=96,
-        v_depth=2,
-        v_heads=4,
-        v_ffn=256,
-        init_std=0.02,
-        rope_theta=10000.0,
-        mrope=[8, 12, 12],
-        v_fullatt=[1],
-        v_window=112,
-        vocab=1664,
-    ),
+    "bench": {
+        **_TEST,
+        "hidden": 256,
+        "layers": 4,
+        "ffn": 1344,
+        "v_hidden": 96,
+        "v_ffn": 256,
+        "mrope": [8, 12, 12],
+        "v_window": 112,
+        "vocab": 1664,
+    },
 }
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
 
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+class _NoVideoProcessor:
+    """Mixed in before a Qwen processor: the same processor with no video sub-processor."""
+
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         kwargs.pop("video_processor", None)
         super().__init__(
@@ -25,16 +27,12 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
         )
 
 
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        kwargs.pop("video_processor", None)
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=chat_template,
-            **kwargs,
-        )
+class ImageOnlyQwen2_5_VLProcessor(_NoVideoProcessor, Qwen2_5_VLProcessor):
+    pass
+
+
+class ImageOnlyQwen2VLProcessor(_NoVideoProcessor, Qwen2VLProcessor):
+    pass
 
 
 def image_only_processor_class(model_type: str):
