@@ -54,32 +54,42 @@ def add_args(p) -> None:
 
 
 def run(args) -> dict:
+    return export(args.model, args.out, format=args.format, base_model=args.base_model)
+
+
+def export(
+    model_dir: str | Path, out_dir: str | Path, *, format: str = "basereward", base_model: str | None = None
+) -> dict:
+    """Write `model_dir` (a final, adapter or step checkpoint) as one plain checkpoint directory `out_dir`, LoRA
+    adapters merged; `format="hf"` adds the head files stock transformers code reads."""
     from basereward.checkpoint import is_step_checkpoint
     from basereward.model.reward_model import load_reward_model
     from basereward.types import DataError
 
-    src, out = Path(args.model), Path(args.out)
+    if format not in ("basereward", "hf"):
+        raise DataError(f"format={format!r}: expected basereward or hf")
+    src, out = Path(model_dir), Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"--out {out} exists and is not an empty directory; choose a new one")
     if out.resolve() == src.resolve():
         raise DataError("--out must differ from --model")
     if is_step_checkpoint(src):
-        model, processor = from_step_checkpoint(src, args.base_model)
+        model, processor = from_step_checkpoint(src, base_model)
     else:
-        model, processor = load_reward_model(src, base_model=args.base_model)
+        model, processor = load_reward_model(src, base_model=base_model)
     adapter = model.merged_lora
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save(tmp, processor)
-    if args.format == "hf":
+    if format == "hf":
         write_hf_head(model, tmp)
     if out.exists():
         out.rmdir()  # checked empty above
     tmp.rename(out)
     return {
         "out": str(out),
-        "format": args.format,
+        "format": format,
         "model_type": model.model_type,
         "merged_adapter": adapter,
         "files": sorted(p.name for p in out.iterdir()),
