@@ -97,3 +97,15 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value in a Prometheus text exposition (0.0 when the series does not exist yet), parsed with
+    prometheus_client's own parser so label order and number formatting do not matter."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return s.value
+    return 0.0

@@ -114,7 +114,7 @@ def test_cli_flags_build_the_ensemble(dirs):
             "cpu",
         ]
     )
-    svc = cli.build_app(args).state.service
+    svc = cli.build_app(cli.ServeConfig.from_args(args)).state.service
     assert [m.role for m in svc.all_members] == ["main", "ensemble", "text"]
     assert svc.revision not in {m.revision for m in svc.all_members}  # the served reward names all three
 

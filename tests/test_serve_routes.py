@@ -210,10 +210,30 @@ def test_health_models_metrics(client, rm_dir):
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")
 
 
+def test_every_contract_route_is_served(client):
+    """The routers composed by create_app serve exactly the contracts of specs/server-api.md, each its method."""
+    paths = client.get("/openapi.json").json()["paths"]
+    methods = {path: sorted(ops) for path, ops in paths.items()}
+    post = [
+        "/v1/reward",
+        "/v1/media",
+        "/get_reward",
+        "/classify",
+        "/v1/classify",
+        "/pooling",
+        "/v1/embeddings",
+    ]
+    post.append("/v1/score/evaluation")
+    assert methods == {
+        **{p: ["post"] for p in post},
+        **{p: ["get"] for p in ("/health", "/v1/models", "/metrics")},
+    }
+
+
 def test_serve_verb_builds_the_app(rm_dir, tmp_path):
     import argparse
 
-    from basereward.serve.cli import add_args, build_app
+    from basereward.serve.cli import ServeConfig, add_args, build_app
 
     p = argparse.ArgumentParser()
     add_args(p)
@@ -232,7 +252,7 @@ def test_serve_verb_builds_the_app(rm_dir, tmp_path):
         ]
     )
     assert args.host == "127.0.0.1"  # loopback unless told otherwise
-    with TestClient(build_app(args)) as c:
+    with TestClient(build_app(ServeConfig.from_args(args))) as c:
         assert c.get("/health").json()["max_batch_size"] == 4
         assert (
             c.post(

@@ -9,11 +9,12 @@ so the server rebuilds exactly the `Sample` the in-process scorer would see (sam
 from __future__ import annotations
 
 import base64
-import time
+import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from basereward.rl.retry import Reply, with_retries
 from basereward.types import ImageRef, Sample
 
 
@@ -40,7 +41,8 @@ def native_samples(sample: Sample, group: str | None = None, uid: str | None = N
 
 
 class HttpScorer:
-    """Scores through a reward server's native route, with retries (the server answers 429 when busy)."""
+    """Scores through a reward server's native route; 429/503 answers and connection failures are retried
+    (`basereward.rl.retry`), `retries` times at most."""
 
     def __init__(self, url: str, *, timeout_s: float = 170.0, retries: int = 3):
         url = url.rstrip("/")
@@ -58,26 +60,19 @@ class HttpScorer:
             sizes.append(len(part))
         if not body:
             return []
-        for attempt in range(self.retries + 1):
-            try:
-                r = httpx.post(self.url, json={"samples": body, "return": ["raw"]}, timeout=self.timeout_s)
-            except httpx.TransportError:
-                if attempt == self.retries:
-                    raise
-                time.sleep(1.0)
-                continue
-            if r.status_code == 429 and attempt < self.retries:
-                time.sleep(float(r.headers.get("Retry-After", "1")))
-                continue
-            if r.status_code != 200:
-                raise RuntimeError(f"reward server {self.url} answered {r.status_code}: {r.text[:500]}")
-            raws = [res["raw"] for res in r.json()["results"]]
-            out, k = [], 0
-            for n in sizes:
-                out.append(raws[k : k + n])
-                k += n
-            return out
-        raise RuntimeError("unreachable")
+        payload = {"samples": body, "return": ["raw"]}
+
+        def send() -> Reply:
+            r = httpx.post(self.url, json=payload, timeout=self.timeout_s)
+            return Reply(r.status_code, r.content, r.headers.get("Retry-After"))
+
+        reply = with_retries(send, self.url, retries=self.retries, transient=(httpx.TransportError,))
+        raws = [res["raw"] for res in json.loads(reply.body)["results"]]
+        out, k = [], 0
+        for n in sizes:
+            out.append(raws[k : k + n])
+            k += n
+        return out
 
 
 @lru_cache(maxsize=4)

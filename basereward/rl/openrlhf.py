@@ -9,7 +9,8 @@ OpenRLHF imports this file and calls `reward_func(queries, prompts, labels, **kw
 label carries what the reward needs, written at data-prep time as an object or its JSON string:
 `{"gt": "<answer>", "images": ["<data URI | path under the server's --image-root>"], "uid": "..."}`; a plain
 string label is the ground truth alone. Completions matching `gt` get 1 (the rule); the others are sent, with
-their images, to the server's OpenRLHF route and get sigmoid(raw). Only the standard library is used for HTTP.
+their images, to the server's OpenRLHF route and get sigmoid(raw). Only the standard library is used for HTTP
+(urllib; retries on 429/503 and refused connections: `basereward.rl.retry`, standard library only too).
 Settings: BASEREWARD_URL (required), BASEREWARD_MATCHER (exact | normalized | choice), BASEREWARD_MODE
 (hybrid | prob | raw | rule), BASEREWARD_TIMEOUT_S.
 """
@@ -18,10 +19,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 
+from basereward.rl.retry import Reply, with_retries
 from basereward.rl.rewards import hybrid_scores
 
 _ASSISTANT = "<|im_start|>assistant\n"
@@ -55,19 +56,19 @@ def response_text(query: str, prompt: str | None = None) -> str:
 
 def _post(url: str, body: dict, timeout: float, retries: int = 5) -> dict:
     data = json.dumps(body).encode()
-    for attempt in range(retries + 1):
+
+    def send() -> Reply:
         req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            if e.code != 429 or attempt == retries:
-                raise RuntimeError(f"reward server {url} answered {e.code}: {e.read()[:500]!r}") from e
-        except urllib.error.URLError:
-            if attempt == retries:
-                raise
-        time.sleep(1.0)
-    raise RuntimeError("unreachable")
+                return Reply(r.status, r.read(), r.headers.get("Retry-After"))
+        except (
+            urllib.error.HTTPError
+        ) as e:  # urllib raises on every non-2xx: an answer, not a transport failure
+            return Reply(e.code, e.read(), e.headers.get("Retry-After"))
+
+    # URLError (refused, DNS) and socket timeouts are all OSErrors: the transient failures worth retrying.
+    return json.loads(with_retries(send, url, retries=retries, transient=(OSError,)).body)
 
 
 def reward_func(queries, prompts, labels, **kwargs) -> dict:

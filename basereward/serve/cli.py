@@ -1,7 +1,11 @@
 """`basereward serve`: load a reward-model checkpoint and serve every RL framework's contract over HTTP.
 
     basereward serve --model runs/demo/train/final [--host 127.0.0.1] [--port 8000] [--max-batch-size 32]
-        [--max-batch-tokens 32768] [--max-wait-ms 5] [--ensemble-model DIR ...] [--text-model DIR] [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
+        [--max-batch-tokens 32768] [--max-wait-ms 5] [--ensemble-model DIR ...] [--text-model DIR]
+        [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
+
+From Python: `build_app(ServeConfig(model="runs/demo/train/final", max_batch_size=8))` is the same app, typed;
+`run(args)` only turns the parsed flags into a `ServeConfig` and runs uvicorn on it.
 
 Binds 127.0.0.1 unless told otherwise: the server reads media on a client's word (data URIs; paths only under
 --image-root; URLs only under an allowed prefix), so exposing it is an explicit choice. Routes and contracts:
@@ -10,8 +14,75 @@ Binds 127.0.0.1 unless told otherwise: the server reads media on a client's word
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # fastapi is imported only when an app is built: `basereward --help` must not need it
+    from fastapi import FastAPI
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `basereward serve` is configured by. The defaults here are the flags' defaults."""
+
+    model: str
+    ensemble_models: tuple[str, ...] = ()
+    text_model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    served_model_name: str | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    max_batch_size: int = 32
+    max_batch_tokens: int = 32768
+    max_wait_ms: float = 5.0
+    deterministic: bool = False  # no cross-request batching: batch size 1, no wait
+    image_root: str | None = None
+    allow_url_prefixes: tuple[str, ...] = ()
+    max_images: int = 16
+    max_image_pixels: int = 16_777_216
+    max_body_mb: float = 64.0
+    max_tokens: int | None = None
+    max_samples: int = 1024
+    prompt_cache: int = 64
+    request_timeout_s: float = 150.0
+    get_reward_paths: tuple[str, ...] = ()  # extra paths: /get_reward is always served
+    threads: int | None = None
+    log_level: str = "warning"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
+        return cls(
+            model=args.model,
+            ensemble_models=tuple(args.ensemble_model),
+            text_model=args.text_model,
+            host=args.host,
+            port=args.port,
+            served_model_name=args.served_model_name,
+            device=args.device,
+            dtype=args.dtype,
+            max_batch_size=args.max_batch_size,
+            max_batch_tokens=args.max_batch_tokens,
+            max_wait_ms=args.max_wait_ms,
+            deterministic=args.deterministic,
+            image_root=args.image_root,
+            allow_url_prefixes=tuple(args.allow_url_prefix),
+            max_images=args.max_images,
+            max_image_pixels=args.max_image_pixels,
+            max_body_mb=args.max_body_mb,
+            max_tokens=args.max_tokens,
+            max_samples=args.max_samples,
+            prompt_cache=args.prompt_cache,
+            request_timeout_s=args.request_timeout_s,
+            get_reward_paths=tuple(args.get_reward_path),
+            threads=args.threads,
+            log_level=args.log_level,
+        )
+
 
 def add_args(p) -> None:
+    d = ServeConfig  # the dataclass's class attributes are its field defaults: one place for each default
     p.add_argument("--model", required=True, help="trained reward-model directory (basereward checkpoint)")
     p.add_argument(
         "--ensemble-model",
@@ -25,26 +96,32 @@ def add_args(p) -> None:
         help="reward model for text-only samples (routing by modality; "
         "default: --model and the ensemble score everything)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default=d.host, help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=d.port)
     p.add_argument(
         "--served-model-name", default=None, help="the model id reported to clients (default: --model)"
     )
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     p.add_argument(
-        "--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA, fp32 on CPU"
+        "--dtype", default=d.dtype, choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA, fp32 on CPU"
     )
     p.add_argument(
-        "--max-batch-size", type=int, default=32, help="max sequences per model forward (1: no batching)"
+        "--max-batch-size",
+        type=int,
+        default=d.max_batch_size,
+        help="max sequences per model forward (1: no batching)",
     )
     p.add_argument(
         "--max-batch-tokens",
         type=_positive,
-        default=32768,
+        default=d.max_batch_tokens,
         help="max tokens per model forward (prompts counted once per sample; a longer sample runs alone)",
     )
     p.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="max time the oldest request waits for a batch"
+        "--max-wait-ms",
+        type=float,
+        default=d.max_wait_ms,
+        help="max time the oldest request waits for a batch",
     )
     p.add_argument("--deterministic", action="store_true", help="no cross-request batching (debugging)")
     p.add_argument("--image-root", default=None, help="allow image paths under this folder (default: none)")
@@ -54,16 +131,25 @@ def add_args(p) -> None:
         default=[],
         help="allow remote images under this URL prefix (repeatable; default: no remote URLs)",
     )
-    p.add_argument("--max-images", type=int, default=16, help="images (and video frames) per sample")
-    p.add_argument("--max-image-pixels", type=int, default=16_777_216, help="source width x height per image")
-    p.add_argument("--max-body-mb", type=float, default=64.0, help="request body size limit in MiB")
+    p.add_argument(
+        "--max-images", type=int, default=d.max_images, help="images (and video frames) per sample"
+    )
+    p.add_argument(
+        "--max-image-pixels", type=int, default=d.max_image_pixels, help="source width x height per image"
+    )
+    p.add_argument("--max-body-mb", type=float, default=d.max_body_mb, help="request body size limit in MiB")
     p.add_argument(
         "--max-tokens", type=int, default=None, help="tokens per sequence (default: the model's limit)"
     )
-    p.add_argument("--max-samples", type=int, default=1024, help="samples per request")
-    p.add_argument("--prompt-cache", type=int, default=64, help="recent prompt encodings kept (0: none)")
+    p.add_argument("--max-samples", type=int, default=d.max_samples, help="samples per request")
     p.add_argument(
-        "--request-timeout-s", type=float, default=150.0, help="answer 429 after this long in queue"
+        "--prompt-cache", type=int, default=d.prompt_cache, help="recent prompt encodings kept (0: none)"
+    )
+    p.add_argument(
+        "--request-timeout-s",
+        type=float,
+        default=d.request_timeout_s,
+        help="answer 429 after this long in queue",
     )
     p.add_argument(
         "--get-reward-path",
@@ -72,12 +158,10 @@ def add_args(p) -> None:
         help="extra path for the OpenRLHF route (repeatable; /get_reward is always served)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads (default: torch's)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level")
+    p.add_argument("--log-level", default=d.log_level, help="uvicorn log level")
 
 
 def _positive(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -87,8 +171,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_app(args):
-    """The app for parsed `serve` arguments (used by `run` and by the benchmark script)."""
+def build_app(config: ServeConfig) -> FastAPI:
+    """The app `basereward serve` runs (also what tests and benchmarks build in-process)."""
     from pathlib import Path
 
     from basereward.scoring import load_scorer
@@ -96,62 +180,68 @@ def build_app(args):
     from basereward.serve.media import MediaPolicy
     from basereward.serve.service import RewardService
 
-    if args.threads:
+    c = config
+    if c.threads:
         # On a small CPU host, one thread for the forward leaves a core to the event loop and preprocessing.
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(c.threads)
     policy = MediaPolicy(
-        image_root=Path(args.image_root) if args.image_root else None,
-        allow_url_prefixes=tuple(args.allow_url_prefix),
-        max_images=args.max_images,
-        max_image_pixels=args.max_image_pixels,
+        image_root=Path(c.image_root) if c.image_root else None,
+        allow_url_prefixes=c.allow_url_prefixes,
+        max_images=c.max_images,
+        max_image_pixels=c.max_image_pixels,
     )
 
-    def load(model_dir):
-        return load_scorer(model_dir, device=args.device, dtype=args.dtype, progress=False), model_dir
+    def load(model_dir: str):
+        return load_scorer(model_dir, device=c.device, dtype=c.dtype, progress=False), model_dir
 
     service = RewardService(
-        load(args.model)[0],
-        model_dir=args.model,
-        ensemble=[load(d) for d in args.ensemble_model],
-        text_scorer=load(args.text_model) if args.text_model else None,
-        model_name=args.served_model_name,
+        load(c.model)[0],
+        model_dir=c.model,
+        ensemble=[load(d) for d in c.ensemble_models],
+        text_scorer=load(c.text_model) if c.text_model else None,
+        model_name=c.served_model_name,
         policy=policy,
-        max_batch_size=1 if args.deterministic else args.max_batch_size,
-        max_batch_tokens=args.max_batch_tokens,
-        max_wait_ms=0.0 if args.deterministic else args.max_wait_ms,
-        max_tokens=args.max_tokens,
-        max_samples=args.max_samples,
-        request_timeout_s=args.request_timeout_s,
-        prompt_cache_size=args.prompt_cache,
+        max_batch_size=1 if c.deterministic else c.max_batch_size,
+        max_batch_tokens=c.max_batch_tokens,
+        max_wait_ms=0.0 if c.deterministic else c.max_wait_ms,
+        max_tokens=c.max_tokens,
+        max_samples=c.max_samples,
+        request_timeout_s=c.request_timeout_s,
+        prompt_cache_size=c.prompt_cache,
     )
-    paths = tuple(dict.fromkeys(["/get_reward", *args.get_reward_path]))
-    return create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024), get_reward_paths=paths)
+    paths = tuple(dict.fromkeys(["/get_reward", *c.get_reward_paths]))
+    return create_app(service, max_body_bytes=int(c.max_body_mb * 1024 * 1024), get_reward_paths=paths)
 
 
-def run(args) -> dict:
+def serve(config: ServeConfig) -> dict:
+    """Build the app, serve it until shutdown, and return the run's summary."""
     import gc
     import sys
 
     import uvicorn
 
-    app = build_app(args)
+    app = build_app(config)
     service = app.state.service
     # Everything loaded so far (torch, transformers, the model) lives as long as the process: keep it out of the
     # cyclic collector's scans, which otherwise land on random requests.
     gc.collect()
     gc.freeze()
     print(
-        f"basereward serve: {args.model} on http://{args.host}:{args.port} "
+        f"basereward serve: {config.model} on http://{config.host}:{config.port} "
         f"(max batch {service.max_batch_size}, max wait {service.max_wait_ms:g} ms)",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
     m = service.metrics
     return {
         "model": service.model_name,
         "revision": service.revision,
-        "requests": int(sum(m.requests.values.values())),
-        "batches": int(m.batches.get()),
+        "requests": int(m.total("basereward_requests")),
+        "batches": int(m.total("basereward_batches")),
     }
+
+
+def run(args: argparse.Namespace) -> dict:
+    return serve(ServeConfig.from_args(args))
