@@ -2,12 +2,21 @@
 
 Configs stop at the entry point: `train.main(cfg)` unpacks these into plain arguments for the components.
 A YAML file mirrors the nesting (`model:`, `data:`, `loss:`, `optim:` and the top-level fields); overrides use dotted
-keys (`optim.lr=1e-4 model.head.layers=3 max_steps=100`). Unknown keys and wrong types are errors naming the key.
+keys (`optim.lr=1e-4 model.head.layers=3 max_steps=100`).
+
+`validate` is the one schema check of every YAML file the project reads (training configs, GRPO configs, mixture
+recipes in basereward/data/recipe.py): unknown keys with a did-you-mean, wrong types and missing required keys,
+each named by file (or override) and dotted key, all problems in one `ConfigError`:
+
+    configs/x.yaml: optim.lrr: unknown key (did you mean 'optim.lr'?)
+    configs/x.yaml: batch_size: expected an integer, got 'big'
+    configs/x.yaml: model.backbone: missing required key
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +26,10 @@ from typing import Any
 from basereward.types import DataError
 
 ACTIVATION_NAMES = ("none", "tanh", "silu", "relu")
+
+# Field metadata: a loaded config must set this key (non-empty), though code may build a partial config without
+# it, e.g. `TrainConfig(batch_size=8)` in a test.
+REQUIRED = {"required": True}
 
 
 @dataclass(frozen=True)
@@ -40,9 +53,8 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class ModelArgs:
-    backbone: str = (
-        ""  # checkpoint directory of the backbone (Hugging Face layout), e.g. a Qwen2.5-VL-7B download
-    )
+    # checkpoint directory of the backbone (Hugging Face layout), e.g. a Qwen2.5-VL-7B download
+    backbone: str = field(default="", metadata=REQUIRED)
     head: HeadConfig = field(default_factory=HeadConfig)  # the reward head (paper: 2 layers, SiLU)
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
     max_pixels: int | None = None  # image resolution cap in pixels; None = the checkpoint's processor setting
@@ -51,7 +63,7 @@ class ModelArgs:
 
 @dataclass(frozen=True)
 class DataArgs:
-    train: str = ""  # pair JSONL file or built dataset directory
+    train: str = field(default="", metadata=REQUIRED)  # pair JSONL file or built dataset directory
     validation: str | None = (
         None  # same forms; evaluated every eval_every steps and used to calibrate rewards
     )
@@ -184,64 +196,130 @@ class TrainConfig:
         return self.batch_size // per_step
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert a YAML value against a field annotation (str, int, float, bool, Optional, dataclass)."""
+class ConfigError(DataError):
+    """A YAML/JSON value that does not fit its dataclass schema (training config, GRPO config, mixture recipe).
+    The message names the file (or the command line) and every problem with its dotted key."""
+
+
+_SCALARS = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+
+
+def validate(cls, data: Any, *, where: str, origins: dict[str, str] | None = None):
+    """Build dataclass `cls` from nested mappings and lists (parsed YAML or JSON), or raise one ConfigError that
+    lists every problem: unknown keys (with a did-you-mean), wrong types, missing required keys, and the value
+    checks of the dataclasses' own `__post_init__` (their ValueError). `where` names the source (a file); a
+    key found in `origins` (dotted key -> source, e.g. a command-line override) is reported with that source."""
+    problems: list[tuple[str, str]] = []
+    obj = _build(cls, data, "", problems)
+    if not problems:
+        return obj
+    sources = [(origins or {}).get(key, where) for key, _ in problems]
+    texts = [f"{key}: {msg}" if key else msg for key, msg in problems]
+    if len(set(sources)) == 1:  # the usual case: one file; name it once
+        head = f"{sources[0]}: " + (f"{len(texts)} problems: " if len(texts) > 1 else "")
+        raise ConfigError(head + "; ".join(texts))
+    raise ConfigError(f"{len(texts)} problems: " + "; ".join(f"{o}: {t}" for o, t in zip(sources, texts)))
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _build(cls, data: Any, prefix: str, problems: list) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        problems.append((prefix, f"expected a mapping, got {data!r}"))
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    before = len(problems)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = (
+                f"did you mean '{_join(prefix, close[0])}'?"
+                if close
+                else "valid keys here: " + ", ".join(fields)
+            )
+            problems.append((_join(prefix, str(key)), f"unknown key ({hint})"))
+    kwargs = {}
+    for name, f in fields.items():
+        key = _join(prefix, name)
+        if name in data:
+            kwargs[name] = _value(data[name], hints[name], key, problems)
+            if f.metadata.get("required") and data[name] in (None, ""):
+                problems.append((key, "required, must not be empty"))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append((key, "missing required key"))
+        else:
+            _check_required(f, hints[name], key, problems)
+    if len(problems) > before:
+        return None
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a __post_init__ check of a value or of values together
+        problems.append((prefix, str(e)))
+        return None
+
+
+def _check_required(f: dataclasses.Field, tp: Any, key: str, problems: list) -> None:
+    """A key left out: an error if it is REQUIRED, or if it is a section that holds a REQUIRED key."""
+    if f.metadata.get("required"):
+        problems.append((key, "missing required key"))
+    elif dataclasses.is_dataclass(tp):
+        for sub in dataclasses.fields(tp):
+            _check_required(sub, typing.get_type_hints(tp)[sub.name], _join(key, sub.name), problems)
+
+
+def _value(value: Any, tp: Any, key: str, problems: list) -> Any:
+    """`value` checked (and where YAML needs it, converted) against annotation `tp`; a mismatch is a problem."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(tp)):
             return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except (TypeError, ValueError) as e:
-                errors.append(str(e))
-        raise TypeError(errors[0] if errors else f"{key}: bad value {value!r}")
+        for a in args:  # the first member the value fits; the problems of the last one if none does
+            trial: list = []
+            out = _value(value, a, key, trial)
+            if not trial:
+                return out
+        problems.extend(trial)
+        return None
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            problems.append((key, f"expected a list, got {value!r}"))
+            return None
+        item = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+        return origin(_value(v, item, f"{key}[{i}]", problems) for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise TypeError(f"{key}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, prefix=key + ".")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise TypeError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise TypeError(f"{key}: expected a string, got {value!r}")
+        return _build(tp, value, key, problems)
+    if tp in _SCALARS:
+        ok = _scalar(value, tp)
+        if ok is None:
+            problems.append((key, f"expected {_SCALARS[tp]}, got {value!r}"))
+        return ok
     return value
 
 
-def from_dict(cls, data: dict, prefix: str = ""):
-    """Build dataclass `cls` from a nested dict, rejecting unknown keys."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise KeyError(
-            f"unknown config key(s): {', '.join(prefix + k for k in unknown)}; "
-            f"valid keys here: {', '.join(sorted(names))}"
-        )
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
+def _scalar(value: Any, tp: type) -> Any:
+    if isinstance(value, bool) != (tp is bool):  # YAML's true/false is neither a number nor a string
+        return None
+    if isinstance(value, tp):
+        return value
+    if tp is float and isinstance(value, int):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def from_dict(cls, data: dict, where: str = "config"):
+    """Build dataclass `cls` from a nested dict (a saved run config, say); see `validate`."""
+    return validate(cls, data, where=where)
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -250,26 +328,43 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     for k in keys[:-1]:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
-            raise KeyError(f"override {dotted}: {k} is not a section")
+            raise ConfigError(f"override {dotted}: {k} is not a section")
     node[keys[-1]] = value
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainConfig):
-    """YAML file (optional) + `key=value` overrides (values parsed as YAML scalars) -> frozen config."""
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file that must hold a mapping; unreadable or malformed files are a ConfigError naming them."""
     import yaml
 
-    data: dict = {}
-    if path is not None:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a mapping")
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read {what}: {e}") from e
+    if data is None:  # an empty file: every key takes its default (a missing required one is named then)
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainConfig):
+    """YAML file (optional) + `key=value` overrides (values parsed as YAML scalars) -> frozen config, validated
+    by `validate`: errors name the file, or the override that set the key."""
+    import yaml
+
+    data: dict = load_yaml(path) if path is not None else {}
+    origins = {}
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
-    return from_dict(cls, data)
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, raw = (x.strip() for x in item.split("=", 1))
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: not a YAML value: {e}") from e
+        _set_dotted(data, key, value)
+        origins[key] = f"override {item!r}"
+    return validate(cls, data, where=str(path) if path is not None else "config", origins=origins)
 
 
 def to_dict(cfg) -> dict:

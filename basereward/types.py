@@ -22,6 +22,12 @@ IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
 
 
+# Refused by ImageRef.verify (and by the template's decode, basereward/template.py MAX_SOURCE_PIXELS, the same
+# value): reward-model processors resize to a few megapixels, so anything this large is an error or a
+# decompression bomb. PIL itself only warns up to 179 MP.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
 class DataError(ValueError):
     """Bad input. The message always names where it is: `file:line`, a record id, or a request field."""
 
@@ -36,6 +42,16 @@ class ImageRef:
 
     def load(self, max_pixels: int | None = None):
         """Decode to an RGB PIL image. Raises DataError naming `where` and the path on any failure."""
+        return self._decode(max_pixels, "RGB")
+
+    def verify(self, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+        """The one integrity check of an image before it is used: the file exists and is readable, it decodes
+        completely (a truncated or corrupt file fails here, not mid-run) and its header size is at most
+        `max_pixels` (a decompression bomb is refused before its pixels are allocated). Raises DataError
+        starting with `where`."""
+        self._decode(max_pixels, None)
+
+    def _decode(self, max_pixels: int | None, mode: str | None):
         from PIL import Image, UnidentifiedImageError
 
         label = f"{self.where}: " if self.where else ""
@@ -49,15 +65,19 @@ class ImageRef:
                 w, h = im.size
                 if max_pixels is not None and w * h > max_pixels:
                     raise DataError(
-                        f"{label}image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
+                        f"{label}image too large: {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
                     )
-                im.load()
-                return im.convert("RGB")
+                im.load()  # the full decode: truncated data and broken streams fail here
+                return im.convert(mode) if mode else None
         except DataError:
             raise
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            what = self.path if self.path is not None else f"{len(self.data)} embedded bytes"
-            raise DataError(f"{label}corrupt or unreadable image ({what}): {e}") from e
+        except Image.DecompressionBombError as e:  # PIL's own limit, above ours unless max_pixels is None
+            raise DataError(f"{label}image too large to decode: {self._what()}: {e}") from e
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DataError(f"{label}corrupt or unreadable image: {self._what()}: {e}") from e
+
+    def _what(self) -> str:
+        return self.path if self.path is not None else f"{len(self.data)} embedded bytes"
 
     def describe(self) -> str:
         return self.path if self.path is not None else f"<{len(self.data or b'')} bytes>"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from basereward.config import TrainConfig, load_config
+from basereward.config import ConfigError, TrainConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,17 +41,91 @@ def test_paper_recipe_values():
     assert cfg.loss.center_coef == 0.0 and not cfg.loss.length_norm and not cfg.loss.use_margin
 
 
+REQUIRED = ["model.backbone=x", "data.train=t.jsonl"]
+
+
 def test_overrides_and_errors():
-    cfg = load_config(
-        None, ["model.backbone=x", "data.train=t.jsonl", "optim.lr=1e-4", "model.head.layers=3"]
-    )
+    cfg = load_config(None, [*REQUIRED, "optim.lr=1e-4", "model.head.layers=3"])
     assert cfg.optim.lr == 1e-4 and cfg.model.head.layers == 3
-    with pytest.raises(KeyError, match="optim.lrr"):
-        load_config(None, ["optim.lrr=1"])
-    with pytest.raises(TypeError, match="batch_size"):
-        load_config(None, ["batch_size=big"])
-    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
-        load_config(None, ["batch_size=10", "micro_batch_size=4"])
+    with pytest.raises(
+        ConfigError, match=r"override 'optim.lrr=1': optim.lrr: unknown key \(did you mean 'optim.lr'"
+    ):
+        load_config(None, [*REQUIRED, "optim.lrr=1"])
+    with pytest.raises(
+        ConfigError, match="override 'batch_size=big': batch_size: expected an integer, got 'big'"
+    ):
+        load_config(None, [*REQUIRED, "batch_size=big"])
+    with pytest.raises(ConfigError, match="config: batch_size .10. must be a multiple of micro_batch_size"):
+        load_config(None, [*REQUIRED, "batch_size=10", "micro_batch_size=4"])
+    with pytest.raises(ConfigError, match="model.head: head.layers must be 1-5, got 9"):
+        load_config(None, [*REQUIRED, "model.head.layers=9"])
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        load_config(None, ["max_steps"])
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "model:\n  backbone: b\ndata:\n  train: t.jsonl\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (BASE + "optim:\n  lrr: 0.1\n", "optim.lrr: unknown key (did you mean 'optim.lr'?)"),
+        (BASE + "optimizer: {lr: 0.1}\n", "optimizer: unknown key (did you mean 'optim'?)"),
+        (BASE + "zzz: 1\n", "zzz: unknown key (valid keys here: output_dir, seed, model,"),
+        (BASE + "batch_size: 12.5\n", "batch_size: expected an integer, got 12.5"),
+        (BASE + "tensorboard: 1\n", "tensorboard: expected true/false, got 1"),
+        (BASE + "optim:\n  lr: fast\n", "optim.lr: expected a number, got 'fast'"),
+        (BASE + "loss: [1]\n", "loss: expected a mapping, got [1]"),
+        ("data:\n  train: t.jsonl\n", "model.backbone: missing required key"),
+        ("model: {backbone: b}\n", "data.train: missing required key"),
+        ("model: {backbone: ''}\ndata: {train: t}\n", "model.backbone: required, must not be empty"),
+        (BASE + "precision: fp16\n", "precision must be one of"),
+    ],
+)
+def test_bad_training_configs_name_the_file_and_the_dotted_key(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+
+
+def test_every_problem_is_reported_and_overrides_are_named_apart_from_the_file(tmp_path):
+    path = _write(tmp_path, "optim: {lr: fast}\nseedd: 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["data.train=t", "max_steps=many"])
+    text = str(e.value)
+    assert text.startswith("4 problems: ")
+    for part in (
+        f"{path}: model.backbone: missing required key",
+        f"{path}: optim.lr: expected a number, got 'fast'",
+        f"{path}: seedd: unknown key (did you mean 'seed'?)",
+        "override 'max_steps=many': max_steps: expected an integer, got 'many'",
+    ):
+        assert part in text
+    with pytest.raises(ConfigError, match="cfg.yaml: a config file must be a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="cfg.yaml: cannot read config file"):
+        load_config(_write(tmp_path, "a: [\n"))
+
+
+def test_train_and_grpo_verbs_print_a_config_problem_as_one_line(tmp_path):
+    from data_fixtures import cli
+
+    path = _write(tmp_path, BASE + "optim: {lrr: 1}\n")
+    rc, out, err = cli("train", "--config", path)
+    assert rc == 1 and out is None
+    assert (
+        err.strip()
+        == f"basereward train: error: config: {path}: optim.lrr: unknown key (did you mean 'optim.lr'?)"
+    )
+    rc, out, err = cli("grpo", "--config", ROOT / "configs" / "grpo-demo.yaml", "num_generation=2")
+    assert rc == 1 and "override 'num_generation=2': num_generation: unknown key (did you mean" in err
 
 
 def test_scale_out_recipes_divide_their_global_batch():

@@ -35,7 +35,7 @@ def _rlaif(bad: dict, n: int = 3):
     "bad, reason",
     [
         ({"question": None}, "missing required field 'question'"),
-        ({"image": {"bytes": b"\x89PNG\r\n\x1a\n truncated", "path": None}}, "unreadable image"),
+        ({"image": {"bytes": b"\x89PNG\r\n\x1a\n truncated", "path": None}}, "corrupt or unreadable image"),
     ],
 )
 def test_bad_row_fails_naming_source_file_row_then_skip_counts(tmp_path, bad, reason):
@@ -73,11 +73,11 @@ def test_malformed_jsonl_line_and_missing_image_file(tmp_path):
         "images": ["ok.png"],
     }
     src = write_jsonl(tmp_path / "rm.jsonl", [good, "{not json", {**good, "images": ["gone.png"]}])
-    with pytest.raises(DataError, match=rf"\[ms-swift-rm\] {src} line 2: malformed JSON"):
+    with pytest.raises(DataError, match=rf"\[ms-swift-rm\] {src}:2: malformed JSON"):
         convert("ms-swift-rm", src, tmp_path / "out")
     report = convert("ms-swift-rm", src, tmp_path / "out", on_error="skip")
     assert report["skipped"] == {"malformed JSON": 1, "missing image": 1} and report["pairs"] == 1
-    assert any(f"{src} line 3" in e and "gone.png" in e for e in report["skip_examples"])
+    assert any(f"{src}:3" in e and "gone.png" in e for e in report["skip_examples"])
 
 
 def test_existing_dataset_is_kept_until_a_replacement_is_complete(tmp_path):

@@ -175,9 +175,21 @@ def test_cli_build_and_seed_override(tmp_path, sources):
     "text, message",
     [
         ("name: x\nsources: []\n", "non-empty list"),
-        ("name: x\nshuffle: true\nsources:\n  - {name: a, path: p}\n", "unknown key(s) ['shuffle']"),
-        ("name: x\nsources:\n  - {name: a, path: p, converter: nope}\n", "sources[0].converter 'nope'"),
-        ("name: x\nsources:\n  - {name: a, path: p, max_pairs: -1}\n", "sources[0].max_pairs"),
+        ("name: x\nshuffle: true\nsources:\n  - {name: a, path: p}\n", "shuffle: unknown key (valid keys"),
+        (
+            "name: x\nsources:\n  - {name: a, path: p, convertr: shp}\n",
+            "did you mean 'sources[0].converter'?",
+        ),
+        ("name: x\nsources:\n  - {name: a, path: p, converter: nope}\n", "sources[0]: converter 'nope'"),
+        ("name: x\nsources:\n  - {name: a, path: p, max_pairs: -1}\n", "sources[0]: max_pairs"),
+        (
+            "name: x\nsources:\n  - {name: a, path: p, max_pairs: 2.5}\n",
+            "sources[0].max_pairs: expected an integer",
+        ),
+        ("name: x\nseed: [1]\nsources:\n  - {name: a, path: p}\n", "seed: expected an integer, got [1]"),
+        ("name: x\nsources:\n  - {name: a}\n", "sources[0].path: missing required key"),
+        ("sources:\n  - {name: a, path: p}\n", "name: missing required key"),
+        ("name: x\nsources: {name: a}\n", "sources: expected a list"),
         ("name: x\nsources:\n  - {name: a, path: p}\n  - {name: a, path: q}\n", "unique"),
         ("name: x\nformat: csv\nsources:\n  - {name: a, path: p}\n", "format must be"),
     ],
@@ -187,7 +199,21 @@ def test_bad_recipes_fail_naming_file_and_key(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(DataError) as e:
         load_recipe(path)
-    assert str(path) in str(e.value) and message in str(e.value)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+
+
+def test_recipe_problems_are_reported_together_and_digit_revisions_stay_strings(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nseed: one\nsources:\n  - {name: a, pth: p, revision: 1234567}\n")
+    with pytest.raises(DataError) as e:
+        load_recipe(path)
+    assert str(e.value) == (
+        f"{path}: 3 problems: sources[0].pth: unknown key (did you mean 'sources[0].path'?); "
+        "sources[0].path: missing required key; seed: expected an integer, got 'one'"
+    )
+    path.write_text("name: x\nsources:\n  - {name: a, path: p, revision: 1234567, weight: 2}\n")
+    spec = load_recipe(path).sources[0]
+    assert spec.revision == "1234567" and spec.weight == 2.0 and isinstance(spec.weight, float)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -434,7 +434,7 @@ def test_mmrb_all_data_json(tmp_path):
 def test_mmrb_release_file_without_text_is_refused(tmp_path):
     rows = mmrb_rows()
     rows[0]["Text"] = ""
-    with pytest.raises(DataError, match=r"all_data\.json\[0\] \(id nocaps_1\): .*0_download_data\.py"):
+    with pytest.raises(DataError, match=r"all_data\.json:2 item 0 \(id nocaps_1\): .*0_download_data\.py"):
         load_benchmark("multimodal-rewardbench", write_mmrb(tmp_path, rows))
 
 

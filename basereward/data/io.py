@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from basereward.data.jsonl import decode_object, scan_lines
 from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, ImageRef, PreferencePair, VideoRef
 
 
@@ -73,16 +74,11 @@ def scan_records(
     if not path.is_file():
         raise DataError(f"{path}: pair file not found")
     stats = stats if stats is not None else LoadStats()
-    offset = 0
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            start, offset = offset, offset + len(raw)
-            if not raw.strip():
-                continue
+        for rec in scan_lines(f, str(path)):
             stats.lines += 1
-            where = f"{path}:{lineno}"
             try:
-                pair = parse_record(decode_line(raw, where), where=where, base_dir=path.parent)
+                pair = parse_record(rec.value, where=rec.where, base_dir=path.parent)
                 if check_images:
                     verify_images(pair)
             except DataError as e:
@@ -91,25 +87,15 @@ def scan_records(
                 stats.skip(e)
                 continue
             stats.kept += 1
-            yield start, lineno, pair
+            yield rec.offset, rec.line, pair
 
 
-def decode_line(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{where}: invalid UTF-8 at byte {e.start}") from e
-
-
-def parse_record(line: str | dict, *, where: str, base_dir: Path) -> PreferencePair:
-    """Parse and validate one record (a JSON line or an already-decoded dict)."""
-    if isinstance(line, str):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: malformed JSON: {e.msg} at column {e.colno}") from e
-    else:
-        rec = line
+def parse_record(line: bytes | str | dict | DataError, *, where: str, base_dir: Path) -> PreferencePair:
+    """Parse and validate one record: a JSON line, an already-decoded dict, or the error that made its line
+    unreadable (as `scan_lines` hands it over), which is raised."""
+    if isinstance(line, DataError):
+        raise line
+    rec = decode_object(line, where) if isinstance(line, bytes | str) else line
     if not isinstance(rec, dict):
         raise DataError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
     for key in ("prompt", "chosen", "rejected"):
@@ -229,21 +215,9 @@ def _parse_video(value, where: str, base_dir: Path, i: int) -> VideoRef:
 
 
 def verify_images(pair: PreferencePair) -> None:
+    """Every image fully decodable and of a sane size, so a corrupt file fails at load, naming `file:line`."""
     for img in pair.images:
-        _verify_image(img)
-
-
-def _verify_image(img: ImageRef) -> None:
-    """Cheap integrity check (header + structure, no full decode) so a corrupt file fails at load, not mid-run."""
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(img.path if img.path is not None else io.BytesIO(img.data)) as im:
-            im.verify()
-    except Exception as e:  # PIL raises many types for bad files; all mean "unreadable"
-        raise DataError(f"{img.where}: corrupt or unreadable image {img.describe()}: {e}") from e
+        img.verify()
 
 
 def pair_to_record(pair: PreferencePair, *, out_dir: Path, embed_images: bool = False) -> dict:

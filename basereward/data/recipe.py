@@ -4,12 +4,12 @@ in basereward/data/mixture.py. Every shipped recipe is loaded by a test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from basereward.config import load_yaml, validate
 from basereward.data.shards import FORMATS
 from basereward.data.sources import SOURCES
-from basereward.types import DataError
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,16 @@ class SourceSpec:
     revision: str | None = None  # Hub commit downloaded; written to meta.revision
     max_pairs: int | None = None  # keep at most this many pairs (seeded subsample)
     weight: float | None = None  # multiply the source's size (fractions subsample, > 1 repeats)
+
+    def __post_init__(self):
+        if not self.name or not self.path:
+            raise ValueError("name and path must not be empty")
+        if self.converter is not None and self.converter not in SOURCES:
+            raise ValueError(f"converter {self.converter!r} is not one of {', '.join(SOURCES)}")
+        if self.max_pairs is not None and self.max_pairs < 0:
+            raise ValueError(f"max_pairs must be a non-negative integer, got {self.max_pairs}")
+        if self.weight is not None and self.weight < 0:
+            raise ValueError(f"weight must be a non-negative number, got {self.weight}")
 
 
 @dataclass(frozen=True)
@@ -38,58 +48,27 @@ class Recipe:
     token_sample: int = 20000  # rows tokenized when `tokenizer` is set
     description: str = field(default="", compare=False)  # free text
 
+    def __post_init__(self):
+        if not self.sources:
+            raise ValueError("sources must be a non-empty list")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        for key, allowed in (
+            ("format", FORMATS),
+            ("image_mode", ("bytes", "path")),
+            ("on_error", ("fail", "skip")),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Parse and validate a recipe; every problem names the file and the key."""
-    import yaml
-
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DataError(f"{path}: cannot read recipe: {e}") from e
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: a recipe must be a mapping")
-    _check_keys(raw, Recipe, str(path))
-    specs = raw.get("sources")
-    if not isinstance(specs, list) or not specs:
-        raise DataError(f"{path}: 'sources' must be a non-empty list")
-    sources = []
-    for i, s in enumerate(specs):
-        where = f"{path}: sources[{i}]"
-        if not isinstance(s, dict):
-            raise DataError(f"{where} must be a mapping")
-        _check_keys(s, SourceSpec, where)
-        for key in ("name", "path"):
-            if not isinstance(s.get(key), str) or not s[key]:
-                raise DataError(f"{where}.{key} is required (a string)")
-        if s.get("converter") is not None and s["converter"] not in SOURCES:
-            raise DataError(f"{where}.converter {s['converter']!r} is not one of {', '.join(SOURCES)}")
-        if s.get("max_pairs") is not None and (not isinstance(s["max_pairs"], int) or s["max_pairs"] < 0):
-            raise DataError(f"{where}.max_pairs must be a non-negative integer")
-        if s.get("weight") is not None and (not isinstance(s["weight"], int | float) or s["weight"] < 0):
-            raise DataError(f"{where}.weight must be a non-negative number")
-        sources.append(
-            SourceSpec(**{k: (str(v) if k == "revision" and v is not None else v) for k, v in s.items()})
-        )
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: source names must be unique, got {names}")
-    recipe = Recipe(**{**raw, "sources": tuple(sources)})
-    if (
-        recipe.format not in FORMATS
-        or recipe.image_mode not in ("bytes", "path")
-        or recipe.on_error not in ("fail", "skip")
-    ):
-        raise DataError(f"{path}: format must be one of {FORMATS}, image_mode bytes|path, on_error fail|skip")
-    if not isinstance(recipe.seed, int):
-        raise DataError(f"{path}: seed must be an integer")
-    return recipe
-
-
-def _check_keys(raw: dict, cls, where: str) -> None:
-    unknown = set(raw) - {f.name for f in fields(cls)}
-    if unknown:
-        raise DataError(
-            f"{where}: unknown key(s) {sorted(unknown)}; allowed: {[f.name for f in fields(cls)]}"
-        )
+    """Parse and validate a recipe with the one config validator (basereward.config.validate): every problem
+    names the file and the dotted key (`sources[1].converter`)."""
+    raw = load_yaml(path, "recipe")
+    for spec in raw.get("sources") or []:
+        # an all-digit commit hash reads as a YAML integer; it is still a revision string
+        if isinstance(spec, dict) and type(spec.get("revision")) is int:
+            spec["revision"] = str(spec["revision"])
+    return validate(Recipe, raw, where=str(path))

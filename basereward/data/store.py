@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
-from basereward.data.io import LoadStats, decode_line, parse_record, read_pairs, scan_records, verify_images
+from basereward.data.io import LoadStats, parse_record, read_pairs, scan_records, verify_images
 from basereward.data.shard_reader import ShardedPairs, is_shard_dir
 from basereward.data.shards import MANIFEST
 from basereward.types import DataError, PreferencePair
@@ -84,7 +84,7 @@ class JsonlPairs(Sequence):
         where = f"{self.path}:{self.lines[i]}"
         with self.path.open("rb") as f:
             f.seek(self.offsets[i])
-            pair = parse_record(decode_line(f.readline(), where), where=where, base_dir=self.path.parent)
+            pair = parse_record(f.readline(), where=where, base_dir=self.path.parent)
         verify_images(pair)
         return pair
 

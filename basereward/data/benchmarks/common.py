@@ -4,47 +4,22 @@ against the different roots the public copies use, building the one-tag prompt, 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from basereward.data.jsonl import read_json
 from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError
 
 
 def iter_json_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, record) from a JSON array file or a JSONL file, whatever the extension says.
+    """Yield (where, record) from a JSON array file or a JSONL file, whatever the extension says; the first bad
+    record raises, located `file:line` (basereward.data.jsonl).
 
     The public copies disagree on the container (VL-RewardBench ships JSONL on GitHub and a JSON array in
     third-party dumps; Multimodal RewardBench is a JSON array), so the first character decides.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    with path.open("r", encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith("["):
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: malformed JSON array: {e.msg}") from e
-        for i, rec in enumerate(rows):
-            where = f"{path}[{i}]"
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
-            yield where, rec
-        return
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON: {e.msg} at column {e.colno}") from e
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
-            yield where, rec
+    return read_json(path)
 
 
 def data_file(path: str | Path, candidates: tuple[str, ...], missing: str) -> list[Path]:

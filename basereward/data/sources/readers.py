@@ -1,19 +1,20 @@
 """Raw rows from a source's public on-disk layout: a parquet/JSONL/JSON/Arrow file, a folder of them (an HF
 snapshot), a `datasets.save_to_disk` folder or `DatasetDict` folder, or JSONL members of a zip.
 
-Every row comes with its location, `[source] FILE row N` (0-based, tabular files), `FILE line N` (1-based,
-line files) or `FILE item N` (JSON arrays), which every error message about it starts with. Reading streams in
-small batches, so a multi-GB parquet with embedded images never has to fit in memory.
+Every row comes with its location, `[source] FILE row N` (0-based, tabular files) or, through the one JSON
+reader (basereward.data.jsonl), `[source] FILE:LINE` (JSON lines) and `[source] FILE:LINE item N` (JSON
+arrays), which every error message about it starts with. Reading streams in small batches, so a multi-GB
+parquet with embedded images never has to fit in memory.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from basereward.data.jsonl import scan_json, scan_lines
 from basereward.data.sources.text import Drop
 from basereward.types import DataError, PreferencePair
 
@@ -94,14 +95,9 @@ def file_rows(f: Path, label: str) -> Iterator[tuple[str, Any]]:
         yield from _parquet_rows(f, label)
     elif suffix == ".arrow":
         yield from _arrow_rows(f, label)
-    elif suffix in (".jsonl", ".json"):
-        with f.open("r", encoding="utf-8") as fh:
-            head = fh.read(4096).lstrip()
-            fh.seek(0)
-            if head.startswith("["):
-                yield from _json_array_rows(fh, f"[{label}] {f}")
-            else:  # JSON lines, whatever the extension (SHP ships JSONL as `.json`)
-                yield from jsonl_rows(fh, f"[{label}] {f}")
+    elif suffix in (".jsonl", ".json"):  # JSON lines or a JSON array, whatever the extension
+        for rec in scan_json(f, f"[{label}] {f}"):
+            yield rec.where, rec.value
     else:
         raise DataError(f"[{label}] {f}: unsupported file type {suffix!r} (parquet, jsonl, json or arrow)")
 
@@ -139,27 +135,8 @@ def _batch_rows(batches: Iterable, prefix: str) -> Iterator[tuple[str, Any]]:
             i += 1
 
 
-def jsonl_rows(fh: IO[str] | IO[bytes], prefix: str) -> Iterator[tuple[str, Any]]:
-    """Rows of a JSON-lines stream; a malformed line is yielded as its DataError (blank lines are skipped)."""
-    if not isinstance(fh, io.TextIOBase):
-        fh = io.TextIOWrapper(fh, encoding="utf-8")
-    for lineno, line in enumerate(fh, start=1):
-        if not line.strip():
-            continue
-        where = f"{prefix} line {lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            yield where, DataError(f"{where}: malformed JSON: {e.msg} at column {e.colno}")
-            continue
-        yield where, row if isinstance(row, dict) else DataError(f"{where}: a row must be a JSON object")
-
-
-def _json_array_rows(fh: IO[str], prefix: str) -> Iterator[tuple[str, Any]]:
-    try:
-        rows = json.load(fh)
-    except json.JSONDecodeError as e:  # one broken array cannot be skipped row by row
-        raise DataError(f"{prefix}: malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
-    for i, row in enumerate(rows):
-        where = f"{prefix} item {i}"
-        yield where, row if isinstance(row, dict) else DataError(f"{where}: a row must be a JSON object")
+def jsonl_rows(fh: IO[bytes], prefix: str) -> Iterator[tuple[str, Any]]:
+    """Rows of a JSON-lines stream (a zip member, say), located `prefix:line`; a bad line is yielded as its
+    DataError."""
+    for rec in scan_lines(fh, prefix):
+        yield rec.where, rec.value
