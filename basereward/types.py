@@ -44,14 +44,15 @@ class ImageRef:
         """Decode to an RGB PIL image. Raises DataError naming `where` and the path on any failure."""
         return self._decode(max_pixels, "RGB")
 
-    def verify(self, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    def verify(self, max_pixels: int = MAX_IMAGE_PIXELS, *, decode: bool = True) -> None:
         """The one integrity check of an image before it is used: the file exists and is readable, it decodes
         completely (a truncated or corrupt file fails here, not mid-run) and its header size is at most
         `max_pixels` (a decompression bomb is refused before its pixels are allocated). Raises DataError
-        starting with `where`."""
-        self._decode(max_pixels, None)
+        starting with `where`. `decode=False` stops after the header: for a hot path (the server's request
+        parsing) whose next step decodes the image anyway."""
+        self._decode(max_pixels, None, full=decode)
 
-    def _decode(self, max_pixels: int | None, mode: str | None):
+    def _decode(self, max_pixels: int | None, mode: str | None, full: bool = True):
         from PIL import Image, UnidentifiedImageError
 
         label = f"{self.where}: " if self.where else ""
@@ -67,6 +68,8 @@ class ImageRef:
                     raise DataError(
                         f"{label}image too large: {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
                     )
+                if not full:
+                    return None
                 im.load()  # the full decode: truncated data and broken streams fail here
                 return im.convert(mode) if mode else None
         except DataError:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,19 +129,12 @@ def _local(path: str, field: str, policy: MediaPolicy) -> ImageRef:
 
 
 def check_pixels(ref: ImageRef, policy: MediaPolicy) -> ImageRef:
-    """Read only the image header and refuse it over the pixel limit: video frames are decoded by a path that
-    has no pixel guard of its own."""
-    from PIL import Image
-
+    """Refuse an unreadable image or one over the pixel limit from its header alone (`ImageRef.verify` without
+    the decode, which the encoder does next): video frames are decoded by a path with no pixel guard of its own."""
     try:
-        with Image.open(ref.path if ref.path is not None else io.BytesIO(ref.data)) as im:
-            w, h = im.size
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise RequestError(ref.where, f"corrupt or unreadable image: {e}") from e
-    if w * h > policy.max_image_pixels:
-        raise RequestError(
-            ref.where, f"image is {w}x{h} = {w * h} pixels, over the limit of {policy.max_image_pixels}"
-        )
+        replace(ref, where="").verify(policy.max_image_pixels, decode=False)
+    except DataError as e:
+        raise RequestError(ref.where, str(e)) from e
     return ref
 
 
