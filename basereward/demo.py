@@ -60,12 +60,11 @@ def blank_copy(pair):
     return dataclasses.replace(pair, images=blanks)
 
 
-def accuracy_by_kind(model, encoder, pairs) -> dict[str, float]:
+def accuracy_by_kind(scorer, pairs) -> dict[str, float]:
     from basereward.scoring import score_pairs
 
-    chosen, rejected = score_pairs(model, encoder, pairs, max_rows=64)
     by_kind: dict[str, list[bool]] = {}
-    for p, c, r in zip(pairs, chosen, rejected):
+    for p, (c, r) in zip(pairs, score_pairs(scorer, pairs)):
         by_kind.setdefault(p.meta.get("kind", "?"), []).append(c > r)
     return {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}
 
@@ -73,26 +72,13 @@ def accuracy_by_kind(model, encoder, pairs) -> dict[str, float]:
 def benchmark_reports(model_dir: str, test_pairs, out: Path) -> dict:
     """The held-out image pairs written in each benchmark's official schema, evaluated by `basereward eval` (real
     loaders, official metrics, length baseline beside the model); reports land in out/reports/<benchmark>/."""
-    import argparse
-
-    from basereward.eval import evaluate
+    from basereward.eval.evaluate import evaluate
     from basereward.eval.synthetic_sets import write_all
 
     headline = {}
     for name, (data, root) in write_all(test_pairs, out / "benchmark-sets").items():
         print(f"--- {name} (synthetic set in the official schema: {data})", flush=True)
-        args = argparse.Namespace(
-            benchmark=name,
-            data=str(data),
-            images=str(root),
-            model=model_dir,
-            scorer=None,
-            out=str(out / "reports" / name),
-            limit=None,
-            category_map="official",
-            batch_size=16,
-        )
-        res = evaluate.run(args)
+        res = evaluate(name, data, model=model_dir, images=root, out=out / "reports" / name, batch_size=16)
         headline[name] = {k: v for k, v in res.items() if k not in ("model", "report", "scorer", "benchmark")}
         headline[name]["report"] = res["report"]
     return headline
@@ -103,8 +89,7 @@ def main(
 ) -> dict:
     from basereward.data.io import read_pairs
     from basereward.data.synthetic import synthesize
-    from basereward.model.reward_model import load_reward_model
-    from basereward.template import Encoder
+    from basereward.scoring import load_scorer
     from basereward.tiny import init_tiny
     from basereward.train import main as train_main
 
@@ -126,14 +111,13 @@ def main(
     result = train_main(cfg)
 
     print("[4/4] evaluating on the held-out test split", flush=True)
-    model, processor = load_reward_model(result["model_dir"])
-    encoder = Encoder(processor, model.model_type, model.pool_token)
+    scorer = load_scorer(result["model_dir"], device="cpu", dtype="fp32", batch_size=64, progress=False)
     test = read_pairs(out / "data" / "test.jsonl")
     image_pairs = [p for p in test if p.images]
     text_pairs = [p for p in test if not p.images]
-    seen = accuracy_by_kind(model, encoder, image_pairs)
-    blind = accuracy_by_kind(model, encoder, [blank_copy(p) for p in image_pairs])
-    text = accuracy_by_kind(model, encoder, text_pairs)
+    seen = accuracy_by_kind(scorer, image_pairs)
+    blind = accuracy_by_kind(scorer, [blank_copy(p) for p in image_pairs])
+    text = accuracy_by_kind(scorer, text_pairs)
     n_kind = {k: sum(1 for p in image_pairs if p.meta["kind"] == k) for k in seen}
 
     def overall(acc: dict) -> float:

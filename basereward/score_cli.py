@@ -7,7 +7,7 @@ Each output line: {"id", "reward_chosen", "reward_rejected", "normalized_chosen"
 "correct"}; `normalized` uses the checkpoint's validation mean/std. The output is written to a temporary file and
 renamed at the end, so an interrupted run never leaves a partial file behind as if complete. Under torchrun each
 rank scores its share of the pairs (eval/distributed_scoring.py) and rank 0 writes the same file one process
-writes.
+writes. From Python: `score(model=..., input=..., output=...)`; `run(args)` only maps the command line onto it.
 """
 
 from __future__ import annotations
@@ -28,23 +28,45 @@ def add_args(p) -> None:
 
 
 def run(args) -> dict | None:
+    return score(
+        model=args.model,
+        input=args.input,
+        output=args.output,
+        batch_size=args.batch_size,
+        device=args.device,
+        on_error=args.on_error,
+    )
+
+
+def score(
+    *,
+    model: str | Path,
+    input: str | Path,
+    output: str | Path | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    on_error: str = "fail",
+) -> dict | None:
+    """Score every pair of `input` with the checkpoint `model`, write the scores JSONL (default: beside the input)
+    and return the summary line of `basereward score`. Under torchrun every rank calls this; rank 0 writes the
+    file and returns the summary, the others None."""
     from basereward.data.io import LoadStats
     from basereward.data.store import open_pairs
     from basereward.eval.distributed_scoring import join, score_sharded
-    from basereward.scoring import load_scorer, pair_stats
+    from basereward.scoring import load_scorer, pair_stats, score_pairs
 
     stats = LoadStats()
     # every rank reads and checks the input alike, before joining the process group: bad input fails them all
-    pairs = open_pairs(args.input, on_error=args.on_error, stats=stats)
-    ranks = join(args.device or "auto")
-    scorer = load_scorer(args.model, device=str(ranks.device), batch_size=args.batch_size, progress=False)
+    pairs = open_pairs(input, on_error=on_error, stats=stats)
+    ranks = join(device or "auto")
+    scorer = load_scorer(model, device=str(ranks.device), batch_size=batch_size, progress=False)
     # units of batch_size pairs: two forwards of batch_size sequences each
     rewards, seconds = score_sharded(
-        pairs, lambda batch: scorer([p.as_sample() for p in batch]), args.batch_size, desc="scoring"
+        pairs, lambda batch: score_pairs(scorer, batch), batch_size, desc="scoring"
     )
     if rewards is None:
         return None  # rank > 0: its rewards are with rank 0, which writes the file
-    out = Path(args.output) if args.output else Path(args.input).with_suffix(".scores.jsonl")
+    out = Path(output) if output else Path(input).with_suffix(".scores.jsonl")
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for p, (c, r) in zip(pairs, rewards):

@@ -1,10 +1,21 @@
-"""THE scoring path: samples -> rewards. Training-time evaluation, `basereward score`, benchmarks, the server and
-the RL adapters all come through here, so a number means the same thing everywhere.
+"""THE scoring path: samples -> rewards. Training-time validation, `basereward score`, `basereward eval`, the demo,
+the server and the RL adapters all come through `RewardScorer`, so a number means the same thing everywhere.
+
+A call runs four stages; a caller holding encodings already (the server's batcher) enters at the second:
+
+    encode   Sample -> EncodedSample (`Encoder.encode`, basereward/template.py; optionally with its prompt cache)
+    chunk    encodings -> forwards of at most `batch_size` responses each (`row_chunks`), a sample never split
+    collate  one chunk -> Batch in the configured layout (`COLLATORS`; "shared": prompt and images once per
+             sample; "padded": repeated per response; the same rewards to float rounding, test_shared_layout.py)
+    forward  Batch -> rewards per sample, under bf16 autocast when configured (`batch_rewards`)
+
+Pairs go through the same path as samples of two responses (`score_pairs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -14,78 +25,99 @@ from basereward.collate import COLLATORS, Batch
 from basereward.template import EncodedSample, Encoder
 from basereward.types import Sample
 
+# Anything that maps samples to [[reward per response] per sample]: a RewardScorer, the server's HTTP client, or
+# eval's length baseline.
+Scorer = Callable[[Sequence[Sample]], list[list[float]]]
+
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def batch_rewards(model, batch: Batch) -> list[list[float]]:
-    """Run one collated batch; rewards grouped per sample, responses in order."""
-    rewards = model(batch.to(model_device(model))).float().cpu().tolist()
+def row_chunks(encoded: Iterable[EncodedSample], max_rows: int) -> Iterator[list[EncodedSample]]:
+    """Consecutive encodings grouped into forwards of at most `max_rows` responses (rows of the padded layout).
+    A sample with more responses than that runs alone: splitting it would encode its prompt twice."""
+    chunk: list[EncodedSample] = []
+    rows = 0
+    for enc in encoded:
+        if chunk and rows + len(enc.responses) > max_rows:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(enc)
+        rows += len(enc.responses)
+    if chunk:
+        yield chunk
+
+
+@torch.inference_mode()
+def batch_rewards(model, batch: Batch, autocast_dtype: torch.dtype | None = None) -> list[list[float]]:
+    """One collated batch through the model (under autocast when a dtype is given); rewards grouped per sample,
+    responses in order."""
+    device = model_device(model)
+    autocast = (
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        rewards = model(batch.to(device)).float().cpu().tolist()
     out: list[list[float]] = [[] for _ in range(int(batch.sample_index.max()) + 1)]
     for r, si in zip(rewards, batch.sample_index.tolist()):
         out[si].append(r)
     return out
 
 
-@torch.inference_mode()
 def score_encoded(
     model,
-    encoded: Sequence[EncodedSample],
+    encoded: Iterable[EncodedSample],
     pad_id: int,
     *,
     max_rows: int = 16,
-    autocast_dtype: torch.dtype | None = None,
     layout: str = "shared",
+    autocast_dtype: torch.dtype | None = None,
 ) -> list[list[float]]:
-    """Rewards for already-encoded samples, at most `max_rows` responses per forward (a sample is never split).
-
-    layout "shared" (default) encodes each prompt and its images once for all its responses; "padded" repeats
-    them per response. Both give the same rewards (to float rounding; see tests/test_shared_layout.py)."""
+    """The last three stages (chunk, collate, forward) for a caller that holds encodings and a model but no
+    processor (the benchmarks); `RewardScorer.score_encoded` is this with the scorer's settings."""
     collate = COLLATORS[layout]
-    out: list[list[float]] = []
-    chunk: list[EncodedSample] = []
-    rows = 0
-    device = model_device(model)
-
-    def flush():
-        nonlocal chunk, rows
-        if chunk:
-            with torch.autocast(
-                device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-            ):
-                out.extend(batch_rewards(model, collate(chunk, pad_id)))
-        chunk, rows = [], 0
-
-    for enc in encoded:
-        if rows and rows + len(enc.responses) > max_rows:
-            flush()
-        chunk.append(enc)
-        rows += len(enc.responses)
-    flush()
-    return out
+    return [
+        r
+        for chunk in row_chunks(encoded, max(1, max_rows))
+        for r in batch_rewards(model, collate(chunk, pad_id), autocast_dtype)
+    ]
 
 
 class RewardScorer:
-    """A loaded reward model as a callable: `scorer(samples) -> [[reward per response] per sample]`.
+    """A reward model as a callable: `scorer(samples) -> [[reward per response] per sample]`.
 
-    `normalize(r)` maps a raw reward to the checkpoint's validation-calibrated scale ((r - mean) / std).
+    `model` is a RewardModel, or the module training runs (a DDP's inner module or an FSDP-sharded root): pass
+    that run's `encoder` then, since the encoder is built from the checkpoint's processor otherwise.
+    `batch_size` is the row budget of one forward (responses, not samples). `layout` is "shared" or "padded".
+    `prompt_cache=N` turns on the encoder's prompt cache (`Encoder`). `normalize(r)` maps a raw reward to the
+    checkpoint's validation-calibrated scale ((r - mean) / std).
     """
 
     def __init__(
         self,
         model,
-        processor,
+        processor=None,
         *,
+        encoder: Encoder | None = None,
         batch_size: int = 16,
         autocast_dtype: torch.dtype | None = None,
         progress: bool = False,
         layout: str = "shared",
+        prompt_cache: int = 0,
     ):
+        if layout not in COLLATORS:
+            raise ValueError(f"layout must be one of {sorted(COLLATORS)}, not {layout!r}")
+        if encoder is None:
+            if processor is None:
+                raise ValueError("RewardScorer needs the checkpoint's processor or a ready encoder")
+            encoder = Encoder(processor, model.model_type, model.pool_token, prompt_cache=prompt_cache)
         self.model = model
-        self.processor = processor
-        self.encoder = Encoder(processor, model.model_type, model.pool_token)
-        self.batch_size = batch_size
+        self.encoder = encoder
+        self.processor = encoder.processor
+        self.batch_size = max(1, batch_size)
         self.autocast_dtype = autocast_dtype
         self.progress = progress
         self.layout = layout
@@ -93,37 +125,49 @@ class RewardScorer:
     def encode(self, sample: Sample) -> EncodedSample:
         return self.encoder.encode(sample)
 
+    def score_encoded(
+        self, encoded: Iterable[EncodedSample], max_rows: int | None = None
+    ) -> list[list[float]]:
+        """Rewards of already-encoded samples (the server's batches arrive encoded), at most `max_rows` (default:
+        batch_size) responses per forward."""
+        return score_encoded(
+            self.model,
+            encoded,
+            self.encoder.pad_id,
+            max_rows=max_rows or self.batch_size,
+            layout=self.layout,
+            autocast_dtype=self.autocast_dtype,
+        )
+
     def __call__(self, samples: Sequence[Sample], progress: bool | None = None) -> list[list[float]]:
         from tqdm.auto import tqdm
 
         show = self.progress if progress is None else progress
         out: list[list[float]] = []
-        step = max(1, self.batch_size // 2)
-        bar = tqdm(total=len(samples), desc="scoring", unit="sample", disable=not show, leave=False)
-        for start in range(0, len(samples), step):
-            chunk = [self.encode(s) for s in samples[start : start + step]]
-            out.extend(
-                score_encoded(
-                    self.model,
-                    chunk,
-                    self.encoder.pad_id,
-                    max_rows=self.batch_size,
-                    autocast_dtype=self.autocast_dtype,
-                    layout=self.layout,
-                )
-            )
-            bar.update(len(chunk))
-        bar.close()
+        with tqdm(total=len(samples), desc="scoring", unit="sample", disable=not show, leave=False) as bar:
+            # chunked as the samples are encoded, so no more than one forward's images are held decoded
+            for chunk in row_chunks((self.encode(s) for s in samples), self.batch_size):
+                out.extend(self.score_encoded(chunk))
+                bar.update(len(chunk))
         return out
 
     def score_group(self, prompt: list[dict], responses: list[str], images=(), videos=()) -> list[float]:
-        """Rewards of K responses to one prompt (a GRPO group): one forward, prompt and images encoded once."""
+        """Rewards of K responses to one prompt (a GRPO group): prompt and images encoded once."""
         return self([Sample(list(prompt), list(responses), list(images), list(videos))], progress=False)[0]
 
     def normalize(self, reward: float) -> float:
         return normalize(reward, self.model.reward_stats)
 
     sigmoid = staticmethod(sigmoid)
+
+
+def score_pairs(scorer: Scorer, pairs: Sequence) -> list[tuple[float, float]]:
+    """(chosen reward, rejected reward) of each PreferencePair. A pair is one sample with two responses, so with a
+    RewardScorer its prompt and images are encoded once and the scorer's layout and batch size apply."""
+    rewards = scorer([p.as_sample() for p in pairs])
+    if len(rewards) != len(pairs) or any(len(r) != 2 for r in rewards):
+        raise RuntimeError(f"scorer returned {len(rewards)} reward lists for {len(pairs)} pairs (2 each)")
+    return [(float(c), float(r)) for c, r in rewards]
 
 
 def load_scorer(
@@ -133,6 +177,7 @@ def load_scorer(
     batch_size: int = 16,
     dtype: str = "auto",
     progress: bool = True,
+    layout: str = "shared",
 ) -> RewardScorer:
     """Load a checkpoint directory as a `RewardScorer`. dtype: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 |
     bf16."""
@@ -147,35 +192,8 @@ def load_scorer(
         batch_size=batch_size,
         autocast_dtype=torch.bfloat16 if use_bf16 else None,
         progress=progress,
+        layout=layout,
     )
-
-
-Scorer = Callable[[Sequence[Sample]], list[list[float]]]
-
-
-def score_pairs(
-    model,
-    encoder: Encoder,
-    pairs,
-    *,
-    max_rows: int = 16,
-    autocast_dtype: torch.dtype | None = None,
-    progress: bool = False,
-    layout: str = "shared",
-) -> tuple[list[float], list[float]]:
-    """(chosen rewards, rejected rewards) for a sequence of PreferencePair, through the one scoring path."""
-    from tqdm.auto import tqdm
-
-    chosen, rejected = [], []
-    step = max(1, max_rows // 2)
-    for start in tqdm(range(0, len(pairs), step), desc="eval", disable=not progress, leave=False):
-        enc = [encoder.encode(pairs[i].as_sample()) for i in range(start, min(start + step, len(pairs)))]
-        for c, r in score_encoded(
-            model, enc, encoder.pad_id, max_rows=max_rows, autocast_dtype=autocast_dtype
-        ):
-            chosen.append(c)
-            rejected.append(r)
-    return chosen, rejected
 
 
 def pair_stats(chosen: Sequence[float], rejected: Sequence[float]) -> dict:

@@ -18,6 +18,8 @@ How a sample becomes tokens:
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -75,10 +77,22 @@ class Encoder:
     """Turns `Sample`s into token ids + vision tensors for one checkpoint's processor.
 
     `processor` is the image-only Qwen VL processor (VL backbones) or a tokenizer (text backbones).
+
+    `prompt_cache=N` keeps the N most recently used prompt encodings, keyed by `Sample.prompt_key()` (prompt text
+    and image bytes): samples that repeat a prompt and its images (the G rollouts of a GRPO group, arriving at the
+    server as separate requests) then share one chat-template render, one image decode and one patching. A hit
+    returns the same `PromptEncoding` object, which nothing downstream mutates. Samples with videos are never
+    cached. `encode` may be called from several threads: HF fast tokenizers must not be entered by two at once,
+    so one lock covers the cache and the tokenizer.
     """
 
     def __init__(
-        self, processor, model_type: str, end_token: str = "<|im_end|>", max_source_pixels: int | None = None
+        self,
+        processor,
+        model_type: str,
+        end_token: str = "<|im_end|>",
+        max_source_pixels: int | None = None,
+        prompt_cache: int = 0,
     ):
         self.processor = processor
         self.model_type = model_type
@@ -90,6 +104,19 @@ class Encoder:
             raise ValueError(f"the tokenizer has no {end_token!r} token to score at")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_id
         self.max_source_pixels = max_source_pixels or MAX_SOURCE_PIXELS
+        self.prompt_cache = prompt_cache  # capacity; 0 = off (may be changed later, e.g. by the server)
+        self._prompts: OrderedDict[str, PromptEncoding] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers receive the encoder pickled: a lock cannot be, and each worker keeps its own cache
+        state = dict(self.__dict__)
+        state["_lock"], state["_prompts"] = None, OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def response(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.end_id]
@@ -162,4 +189,15 @@ class Encoder:
         for i, r in enumerate(sample.responses):
             if not isinstance(r, str) or not r.strip():
                 raise DataError(f"{sample.id or 'sample'}: response {i} is empty")
-        return EncodedSample(self.prompt(sample), [self.response(r) for r in sample.responses], sample.id)
+        key = sample.prompt_key() if self.prompt_cache > 0 else None
+        with self._lock:
+            prompt = self._prompts.get(key) if key is not None else None
+            if prompt is None:
+                prompt = self.prompt(sample)
+                if key is not None:
+                    self._prompts[key] = prompt
+                    while len(self._prompts) > self.prompt_cache:
+                        self._prompts.popitem(last=False)
+            else:
+                self._prompts.move_to_end(key)
+            return EncodedSample(prompt, [self.response(r) for r in sample.responses], sample.id)

@@ -37,7 +37,7 @@ from basereward.losses import pair_loss
 from basereward.model.backbone import enable_activation_checkpointing
 from basereward.model.build import build_model
 from basereward.model.reward_model import RewardModel
-from basereward.scoring import pair_stats, score_pairs
+from basereward.scoring import RewardScorer, pair_stats, score_pairs
 from basereward.sharding import full_state_dict, inner, wrap
 from basereward.step_batches import StepBatches
 from basereward.template import Encoder
@@ -88,21 +88,26 @@ def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str, lazy
 
 def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) -> dict:
     """Validation pairs dealt to the ranks in units of one forward (the same number on every rank, as sharded
-    models need) and gathered on rank 0, as `basereward eval` does; the stats are returned on every rank."""
+    models need) and gathered on rank 0, as `basereward eval` does; the stats are returned on every rank. The
+    pairs are scored in the layout the run trains in."""
     from basereward.eval.distributed_scoring import score_sharded
 
     runner = inner(engine)  # DDP: the plain module (no collectives); FSDP: the sharded root itself
     runner.eval()
     n = min(cfg.max_eval_pairs or len(pairs), len(pairs))
-
-    def score(batch):
-        chosen, rejected = score_pairs(
-            runner, encoder, batch, max_rows=cfg.eval_batch_size, autocast_dtype=autocast_dtype
-        )
-        return list(zip(chosen, rejected))
-
+    scorer = RewardScorer(
+        runner,
+        encoder=encoder,
+        batch_size=cfg.eval_batch_size,
+        autocast_dtype=autocast_dtype,
+        layout=cfg.layout,
+    )
     rewards, _ = score_sharded(
-        [pairs[i] for i in range(n)], score, max(1, cfg.eval_batch_size // 2), "eval", progress=False
+        [pairs[i] for i in range(n)],
+        lambda batch: score_pairs(scorer, batch),
+        max(1, cfg.eval_batch_size // 2),
+        "eval",
+        progress=False,
     )
     runner.train()
     stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if rewards is not None else None

@@ -1,11 +1,11 @@
 """`basereward eval` end to end: per benchmark, the length-scorer metrics computed by hand here (from the raw
 rows, without the package's loaders or metrics) must equal the last stdout JSON line exactly; the report files;
-the model path (a fake `basereward.scoring`), ties, --limit, and missing media."""
+the model path (a stand-in scorer), ties, --limit, and missing media; and the real scorer on a tiny model against
+the model run directly on each pair, through the CLI and through the typed `evaluate`."""
 
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -79,7 +79,9 @@ def pct(right, n):
 # --- by hand, from raw rows -----------------------------------------------------------------------------------
 
 
-def vlrb_by_hand(rows):
+def vlrb_by_hand(rows, reward=len):
+    """The official metrics from raw rows; `reward(response text)` scores a response (default: its length)."""
+
     def group(rid):
         if rid.startswith(("hallucination_pair", "RLAIF-V", "RLHF-V")):
             return "hallucination"
@@ -94,7 +96,7 @@ def vlrb_by_hand(rows):
             continue
         seen.add(key)
         ranking = [int(x) for x in r["human_ranking"]]
-        good, bad = len(r["response"][ranking.index(0)]), len(r["response"][ranking.index(1)])
+        good, bad = reward(r["response"][ranking.index(0)]), reward(r["response"][ranking.index(1)])
         n[group(r["id"])] += 1
         right[group(r["id"])] += good > bad
         ties += good == bad
@@ -241,7 +243,9 @@ def test_real_samples_length_metrics_by_hand(capsys, benchmark, file, by_hand):
 
 
 def fake_scoring(monkeypatch, rewards_by_text):
-    """Install a stand-in `basereward.scoring` whose scorer returns hand-set rewards (default: 0)."""
+    """Make `basereward.scoring.load_scorer` return a stand-in scorer with hand-set rewards (default: 0)."""
+    import basereward.scoring
+
     calls = []
 
     def load_scorer(model_dir, progress=True):
@@ -254,7 +258,7 @@ def fake_scoring(monkeypatch, rewards_by_text):
 
         return scorer
 
-    monkeypatch.setitem(sys.modules, "basereward.scoring", types.SimpleNamespace(load_scorer=load_scorer))
+    monkeypatch.setattr(basereward.scoring, "load_scorer", load_scorer)
     return calls
 
 
@@ -376,3 +380,117 @@ def test_console_script_last_line_is_json(tmp_path):
     assert headline(result, "multimodal-rewardbench") == mmrb_by_hand(mmrb_rows())
     assert "pair" in proc.stderr  # the progress bar
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+# --- the real scorer on a tiny model ------------------------------------------------------------------------------
+
+# three real VL-RewardBench rows per category (the shortest ones, to keep the CPU forward small); the first has
+# human_ranking [1, 0], so the preferred response is the second
+REAL_ROWS = (
+    "LRVInstruction-000000007746",
+    "wildvision-battle-195",
+    "wildvision-battle-124",
+    "RLHF-V-31",
+    "RLAIF-V-743",
+    "RLHF-V-103",
+    "mmmu_pro_test_Clinical_Medicine_260",
+    "mathverse_3324",
+    "mathverse_2679",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tiny_dirs, tmp_path_factory):
+    import torch
+
+    from basereward.model.processor import load_processor
+    from basereward.model.reward_model import RewardModel
+
+    out = tmp_path_factory.mktemp("eval_rm") / "rm"
+    model = RewardModel.from_backbone(tiny_dirs["qwen2_5_vl"], seed=4)
+    with torch.no_grad():  # a head that spreads rewards, so no pair is a near-tie
+        for p in model.head.parameters():
+            p.normal_(0, 0.5)
+    model.save(out, load_processor(tiny_dirs["qwen2_5_vl"], "qwen2_5_vl"))
+    return out
+
+
+def real_vlrb_subset(root: Path) -> tuple[Path, list[dict]]:
+    """REAL_ROWS copied byte for byte, with a distinct small picture at each row's image path."""
+    from data_fixtures import picture
+
+    lines = [
+        line
+        for line in (SAMPLES / "vl_rewardbench.jsonl").read_text().splitlines()
+        if line.strip() and json.loads(line)["id"] in REAL_ROWS
+    ]
+    rows = [json.loads(line) for line in lines]
+    assert sorted(r["id"] for r in rows) == sorted(REAL_ROWS)
+    for i, r in enumerate(rows):
+        img = root / r["image_path"]
+        img.parent.mkdir(parents=True, exist_ok=True)
+        picture(i, size=56).save(img)
+    path = root / "vl_rewardbench.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return path, rows
+
+
+def rewards_one_response_per_forward(model_dir: Path, pairs) -> dict[str, float]:
+    """Response text -> reward, each response alone in its own padded forward: no chunking, no shared rows."""
+    import torch
+
+    from basereward.collate import collate_padded
+    from basereward.model.reward_model import load_reward_model
+    from basereward.template import Encoder
+    from basereward.types import Sample
+
+    model, processor = load_reward_model(model_dir)
+    encoder = Encoder(processor, model.model_type, model.pool_token)
+    out = {}
+    with torch.no_grad():
+        for p in pairs:
+            for text in (p.chosen, p.rejected):
+                batch = collate_padded([encoder.encode(Sample(p.prompt, [text], p.images))], encoder.pad_id)
+                out[text] = float(model(batch)[0])
+    return out
+
+
+def pearson(xs, ys) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    return cov / (sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys)) ** 0.5
+
+
+@needs_samples
+def test_real_scorer_on_real_records_matches_the_model_run_directly(tmp_path, capsys, tiny_rm):
+    from basereward.data.benchmarks import load_benchmark
+
+    path, rows = real_vlrb_subset(tmp_path / "vlrb")
+    pairs = load_benchmark("vl-rewardbench", path)
+    reward = rewards_one_response_per_forward(tiny_rm, pairs)
+    assert len(reward) == 2 * len(pairs) == 2 * len(REAL_ROWS)  # every response text distinct
+    margins = sorted(abs(reward[p.chosen] - reward[p.rejected]) for p in pairs)
+    assert margins[0] > 1e-3  # no near-tie that float rounding between layouts could flip
+    expected = vlrb_by_hand(rows, reward=lambda text: reward[text])
+    assert 0 < expected["overall"] < 100  # the check can tell right from wrong both ways
+
+    out = tmp_path / "report"
+    rc, result, err = run_eval(
+        capsys, "--benchmark", "vl-rewardbench", "--data", path, "--model", tiny_rm, "--out", out
+    )
+    assert rc == 0, err
+    assert headline(result, "vl-rewardbench") == expected
+    doc = json.loads((out / "metrics.json").read_text())
+    lengths = [float(len(t)) for p in pairs for t in (p.chosen, p.rejected)]
+    rewards = [reward[t] for p in pairs for t in (p.chosen, p.rejected)]
+    assert doc["reward_vs_length"]["pearson"] == pytest.approx(pearson(lengths, rewards), abs=1e-5)
+    assert doc["baseline_length"]["metrics"] == vlrb_by_hand(rows)
+
+    # the typed verb, with a ready scorer in the padded layout: the same numbers
+    from basereward.eval.evaluate import evaluate
+    from basereward.scoring import load_scorer
+
+    padded = load_scorer(tiny_rm, device="cpu", progress=False, layout="padded", batch_size=3)
+    typed = evaluate("vl-rewardbench", path, scorer=padded, batch_size=4)
+    assert headline(typed, "vl-rewardbench") == expected
+    assert typed["scorer"] == "model" and typed["model"] is None and typed["report"] is None

@@ -62,3 +62,32 @@ def test_score_bad_input_names_the_line_and_writes_nothing(tmp_path, model_dir, 
     assert main(["score", "--model", str(model_dir), "--input", str(bad), "--output", str(out)]) == 1
     assert f"{bad}:2" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_typed_score_writes_beside_the_input_what_the_cli_writes(tmp_path, model_dir, capsys):
+    from basereward.score_cli import score
+
+    synthesize(tmp_path / "d", pairs=4, eval_pairs=5, seed=2)
+    data = tmp_path / "d" / "test.jsonl"
+    cli_out = tmp_path / "cli.jsonl"
+    argv = [
+        "score",
+        "--model",
+        str(model_dir),
+        "--input",
+        str(data),
+        "--output",
+        str(cli_out),
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    cli_summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = score(model=model_dir, input=data, device="cpu")
+    default = tmp_path / "d" / "test.scores.jsonl"  # no output given: beside the input
+    assert summary["output"] == str(default) and summary["n"] == 5 and summary["skipped"] == 0
+    assert default.read_text() == cli_out.read_text()
+    drop = {"output", "pairs_per_s"}
+    assert {k: v for k, v in summary.items() if k not in drop} == {
+        k: v for k, v in cli_summary.items() if k not in drop
+    }

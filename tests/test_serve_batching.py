@@ -14,6 +14,7 @@ from basereward.scoring import load_scorer
 from basereward.serve.app import create_app
 from basereward.serve.batcher import DynamicBatcher
 from basereward.template import EncodedSample, PromptEncoding
+from basereward.types import DataError
 
 
 def enc(tag: int) -> EncodedSample:
@@ -98,7 +99,14 @@ def test_live_server_batches_concurrent_requests(tmp_path):
     assert got == pytest.approx(alone, abs=1e-5)
     forwards, rows = _histogram(metrics, "basereward_batch_size")
     assert rows == len(samples) and forwards < len(samples) / 2, metrics  # batched: few forwards, all 16 rows
-    assert 'basereward_requests_total{route="/v1/reward",code="200"} 16' in metrics
+    served = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("basereward_requests_total{")
+        and 'route="/v1/reward"' in line
+        and 'code="200"' in line  # label order and 16 vs 16.0 are the exposition library's choice
+    ]
+    assert served == [16], [x for x in metrics.splitlines() if "requests_total" in x]
 
 
 def test_max_batch_size_one_scores_alone(tmp_path):
@@ -159,14 +167,29 @@ def test_batcher_merges_identical_prompts_across_requests():
 def test_prompt_cache_reuses_the_encoding_of_a_group(tmp_path):
     from serve_fixtures import same_encoding
 
+    from basereward.template import Encoder
+
     rm = make_reward_model(tmp_path)
-    svc = service(rm)
+    svc = service(rm, prompt_cache_size=2)
     a, b = ref_sample(response="The shape is red."), ref_sample(response="It is blue.")
     assert a.prompt_key() == b.prompt_key() != ref_sample("blue").prompt_key()
-    main = svc.members[0]
-    ea, eb = main.encode(a, a.prompt_key()), main.encode(b, b.prompt_key())
+    main = svc.members[0].scorer
+    assert main.encoder.prompt_cache == 2  # the server turned the encoder's cache on
+    ea, eb = main.encode(a), main.encode(b)
     assert eb.prompt is ea.prompt  # decoded and patched once
-    assert same_encoding(eb, svc.scorer.encode(b))  # and identical to the uncached path
+    plain = Encoder(main.processor, main.model.model_type, main.model.pool_token)  # no cache
+    assert plain.prompt_cache == 0 and plain.encode(a).prompt is not plain.encode(a).prompt
+    assert same_encoding(eb, plain.encode(b))  # and identical to the uncached path
+    # a cache hit still checks the responses: an empty one is refused as on a miss
+    with pytest.raises(DataError, match="response 0 is empty"):
+        main.encode(ref_sample(response=" "))
+    # least recently used out: with room for 2 prompts, touching a then adding a third prompt evicts c, not a
+    c, d = ref_sample("blue"), ref_sample("green")
+    pc = main.encode(c).prompt
+    assert main.encode(a).prompt is ea.prompt
+    main.encode(d)
+    assert main.encode(a).prompt is ea.prompt
+    assert main.encode(c).prompt is not pc
 
 
 def test_batcher_token_budget_and_length_buckets():

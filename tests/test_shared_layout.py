@@ -182,3 +182,35 @@ def test_scoring_path_defaults_to_shared_and_matches_padded(tiny_dirs, images):
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
     group = shared.score_group(samples[0].prompt, samples[0].responses, samples[0].images)
     assert torch.allclose(torch.tensor(group), a[0], atol=1e-6)
+
+
+def test_score_pairs_honours_the_padded_layout(tiny_dirs, images):
+    """Pair scoring runs in the scorer's layout: a padded scorer sends one row per response (no position shift),
+    a shared one one row per pair, and both give the rewards of each response scored alone."""
+    from basereward.scoring import RewardScorer, score_pairs
+    from basereward.types import PreferencePair
+
+    model, enc = model_and_encoder(tiny_dirs, "qwen2_5_vl")
+    model.eval()
+    pairs = [
+        PreferencePair(s.id, s.prompt, s.responses[0], s.responses[1], images=s.images)
+        for s in make_samples(images, True, 2) * 2
+    ]
+    seen: list = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        shared = score_pairs(RewardScorer(model, encoder=enc, batch_size=4), pairs)
+        shared_batches, seen[:] = list(seen), []
+        padded = score_pairs(RewardScorer(model, encoder=enc, batch_size=4, layout="padded"), pairs)
+    finally:
+        hook.remove()
+    # 6 pairs, 4 rows per forward, a pair never split: 3 forwards of 2 pairs
+    assert [b.input_ids.shape[0] for b in seen] == [4, 4, 4]
+    assert all(b.position_shift is None for b in seen)
+    assert [b.input_ids.shape[0] for b in shared_batches] == [2, 2, 2]
+    assert all(b.position_shift is not None for b in shared_batches)
+    with torch.no_grad():
+        alone = separate_rewards(model, [enc.encode(p.as_sample()) for p in pairs], enc.pad_id)
+    for got in (shared, padded):
+        flat = torch.tensor([r for pair in got for r in pair])
+        assert torch.allclose(flat, alone, rtol=1e-4, atol=1e-5)

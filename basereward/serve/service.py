@@ -11,28 +11,27 @@ batcher, so each keeps its training-time template and batches on its own.
 
 Threads: request conversion and encoding run on a small preprocessing pool (image decoding is CPU work and must not
 block the event loop); each tokenizer/processor is entered by one thread at a time; a model runs only on its
-batcher's worker thread. A small LRU of prompt encodings (keyed by prompt text + image bytes) lets the rollouts of a
-GRPO group, which arrive as separate requests, share one image decode and one prompt encoding.
+batcher's worker thread. Each member's encoder keeps a small LRU of prompt encodings (`Encoder(prompt_cache=N)`,
+keyed by `Sample.prompt_key()`), so the rollouts of a GRPO group, which arrive as separate requests, share one image
+decode and one prompt encoding.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from basereward.scoring import RewardScorer, model_device, score_encoded
+from basereward.scoring import RewardScorer, model_device
 from basereward.serve.batcher import DynamicBatcher, JobResult, QueueFull
 from basereward.serve.media import MediaPolicy, MediaRegistry, RequestError
 from basereward.serve.metrics import Metrics
 from basereward.serve.parse import BadRequest, Parsed
-from basereward.template import EncodedSample, PromptEncoding
+from basereward.template import EncodedSample
 from basereward.types import DataError, Sample
 
 
@@ -50,7 +49,7 @@ class Scored:
 
 
 class Member:
-    """One served reward model: its scorer, encoder lock, prompt-encoding cache and dynamic batcher."""
+    """One served reward model: its scorer (whose encoder caches prompt encodings) and its dynamic batcher."""
 
     def __init__(
         self,
@@ -82,37 +81,12 @@ class Member:
             max_queue=max_queue,
             on_batch=metrics.record_batch,
         )
-        self._lock = threading.Lock()  # HF fast tokenizers are not safe to enter from two threads at once
-        self._prompts: OrderedDict[str, PromptEncoding] = OrderedDict()
-        self.prompt_cache_size = prompt_cache_size
+        scorer.encoder.prompt_cache = prompt_cache_size  # see the module docstring (GRPO groups)
         self.revision = checkpoint_revision(self.model_dir)
 
-    def _forward(self, encoded) -> list[list[float]]:
-        s = self.scorer
-        return score_encoded(
-            s.model,
-            encoded,
-            s.encoder.pad_id,
-            max_rows=max(self.max_batch_size, 1),
-            autocast_dtype=s.autocast_dtype,
-            layout=s.layout,
-        )
-
-    def encode(self, sample: Sample, key: str | None) -> EncodedSample:
-        """`RewardScorer.encode`, with the prompt part (chat template, image decoding and patching) reused for
-        samples whose prompt and images were seen recently: the G rollouts of a GRPO group share them."""
-        with self._lock:
-            cached = self._prompts.get(key) if key is not None else None
-            if cached is None:
-                enc = self.scorer.encode(sample)
-                if key is not None and self.prompt_cache_size > 0:
-                    self._prompts[key] = enc.prompt
-                    while len(self._prompts) > self.prompt_cache_size:
-                        self._prompts.popitem(last=False)
-                return enc
-            self._prompts.move_to_end(key)
-            encoder = self.scorer.encoder
-            return EncodedSample(cached, [encoder.response(r) for r in sample.responses], sample.id)
+    def _forward(self, encoded: list[EncodedSample]) -> list[list[float]]:
+        # the batcher already bounded the batch; a forward holds at most max_batch_size responses
+        return self.scorer.score_encoded(encoded, max_rows=max(self.max_batch_size, 1))
 
     def describe(self) -> dict:
         m = self.scorer.model
@@ -265,7 +239,7 @@ class RewardService:
             longest = 0
             for member in self.route(p.sample):
                 try:
-                    enc = member.encode(p.sample, key)
+                    enc = member.scorer.encode(p.sample)
                 except DataError as e:  # corrupt image, over the pixel limit, empty response...
                     errors.append(e if isinstance(e, RequestError) else _located(p.field, str(e)))
                     break
