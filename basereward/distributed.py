@@ -127,3 +127,25 @@ def gather_in_order(local: Sequence, n: int) -> list | None:
         for idx, item in zip(range(r, n, info.world_size), part):
             out[idx] = item
     return out
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`torchrun --standalone --nproc_per_node N -m basereward ARGV` (a verb and its flags) in this terminal; its
+    exit code."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    if not torch.cuda.is_available():  # CPU ranks share the cores instead of each taking all of them
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "basereward",
+        *argv,
+    ]
+    return subprocess.call(cmd, env=env)

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, Sample
+from basereward.types import IMAGE_TAG, MAX_IMAGE_PIXELS, VIDEO_TAG, DataError, Sample
 
 VL_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
-# Images larger than this are refused before decoding (decompression-bomb guard); the processor resizes anything
-# accepted down to its own max_pixels.
-MAX_SOURCE_PIXELS = 64_000_000
+# Images larger than types.MAX_IMAGE_PIXELS are refused before decoding (decompression-bomb guard); the processor
+# resizes anything accepted down to its own max_pixels.
+MAX_SOURCE_PIXELS = MAX_IMAGE_PIXELS
 _TAG_RE = re.compile(f"({re.escape(IMAGE_TAG)}|{re.escape(VIDEO_TAG)})")
 
 

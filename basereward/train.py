@@ -34,36 +34,16 @@ from basereward.checkpoint import find_resume, load_checkpoint, prune_checkpoint
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.losses import pair_loss
+from basereward.metrics_log import MetricsLogger
 from basereward.model.backbone import enable_activation_checkpointing
 from basereward.model.build import build_model
 from basereward.model.reward_model import RewardModel
+from basereward.optim import lr_lambda, param_groups
 from basereward.scoring import RewardScorer, pair_stats, score_pairs
 from basereward.sharding import full_state_dict, inner, wrap
 from basereward.step_batches import StepBatches
 from basereward.template import Encoder
 from basereward.types import DataError, Sample
-
-
-def lr_lambda(total: int, warmup: int, schedule: str, min_ratio: float):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1 - progress
-        return min_ratio + (1 - min_ratio) * decay
-
-    return f
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only; biases and norm weights are not decayed."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str, lazy: bool = False):
@@ -446,37 +426,6 @@ def _fault_point(step: int, rank: int) -> None:
         time.sleep(3600)
 
 
-class MetricsLogger:
-    """metrics.jsonl (one object per line, with a "split" key) and TensorBoard scalars. Rank 0 only."""
-
-    def __init__(self, out: Path, tensorboard: bool):
-        self.file = (out / "metrics.jsonl").open("a", encoding="utf-8")
-        self.tb = None
-        if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tb"))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def log(self, split: str, rec: dict) -> None:
-        self.file.write(json.dumps({"split": split, **rec}) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in rec.items():
-                if k != "step" and isinstance(v, int | float) and math.isfinite(v):
-                    self.tb.add_scalar(f"{split}/{k}", v, rec["step"])
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 def add_args(p) -> None:
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument(
@@ -488,28 +437,6 @@ def add_args(p) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections: optim.lr=1e-5")
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """`torchrun --standalone --nproc_per_node N -m basereward train ARGV` in this terminal; its exit code."""
-    import subprocess
-    import sys
-
-    env = dict(os.environ)
-    if not torch.cuda.is_available():  # CPU ranks share the cores instead of each taking all of them
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "basereward",
-        "train",
-        *argv,
-    ]
-    return subprocess.call(cmd, env=env)
-
-
 def run(args) -> dict | None:
     try:  # a bad config is one error line (cli.py), before any process starts
         cfg = load_config(args.config, args.overrides)
@@ -519,7 +446,7 @@ def run(args) -> dict | None:
         raise DataError(f"config: {e}") from e
     if args.nproc > 1 and not distributed.launched_by_torchrun():
         argv = (["--config", args.config] if args.config else []) + list(args.overrides)
-        rc = launch(args.nproc, argv)
+        rc = distributed.launch(args.nproc, ["train", *argv])
         if rc:
             raise SystemExit(rc)
         return None  # rank 0 of the child job printed the result line

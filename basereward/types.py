@@ -22,9 +22,8 @@ IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
 
 
-# Refused by ImageRef.verify (and by the template's decode, basereward/template.py MAX_SOURCE_PIXELS, the same
-# value): reward-model processors resize to a few megapixels, so anything this large is an error or a
-# decompression bomb. PIL itself only warns up to 179 MP.
+# Refused by ImageRef.verify and by the template's decode (basereward/template.py): reward-model processors
+# resize to a few megapixels, so anything this large is an error or a decompression bomb. PIL itself only warns up to 179 MP.
 MAX_IMAGE_PIXELS = 64_000_000
 
 

@@ -13,7 +13,9 @@ LAYERS = {
     "basereward.types": 0,
     "basereward.config": 0,
     "basereward.distributed": 0,  # process group and collectives: torch only
-    "basereward.calibration": 0,  # raw reward -> probability / normalised scale (math only)
+    "basereward.calibration": 0,
+    "basereward.metrics_log": 0,  # metrics.jsonl + TensorBoard writer
+    "basereward.optim": 1,  # learning-rate schedule, weight-decay groups (torch only)  # raw reward -> probability / normalised scale (math only)
     "basereward.data": 1,
     "basereward.losses": 1,
     "basereward.model.head": 1,
