@@ -23,7 +23,8 @@ VIDEO_TAG = "<video>"
 
 
 # Refused by ImageRef.verify and by the template's decode (basereward/template.py): reward-model processors
-# resize to a few megapixels, so anything this large is an error or a decompression bomb. PIL itself only warns up to 179 MP.
+# resize to a few megapixels, so anything this large is an error or a decompression bomb. PIL itself only
+# warns up to 179 MP.
 MAX_IMAGE_PIXELS = 64_000_000
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import statistics
 
 import pytest
 import torch
@@ -65,7 +66,30 @@ def test_training_raises_validation_accuracy(tmp_path, colour_data):
     )
     assert before["validation"]["accuracy"] < 0.7
     assert res["validation"]["accuracy"] >= 0.85, res["validation"]
-    assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"split": "train"') == 60
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert len(losses) == 60
+    # Bradley-Terry starts near ln 2 (rewards of an untrained head barely differ) and goes down
+    assert statistics.fmean(losses[-10:]) < statistics.fmean(losses[:10]) - 0.1, losses
+
+    # The reported validation numbers are those of the saved model: re-score every validation pair with the
+    # final checkpoint, one pair per forward in the padded layout (the trainer scores shared-prefix batches).
+    from basereward.data.io import read_pairs
+    from basereward.model.reward_model import load_reward_model
+    from basereward.scoring import RewardScorer
+
+    model, processor = load_reward_model(res["model_dir"])
+    val = read_pairs(colour_data / "validation.jsonl")
+    rewards = RewardScorer(model, processor, batch_size=2, layout="padded")([p.as_sample() for p in val])
+    assert res["validation"]["n"] == len(val) == len(rewards)
+    right = sum(c > r for c, r in rewards)
+    near_ties = sum(abs(c - r) < 1e-5 for c, r in rewards)
+    assert abs(res["validation"]["accuracy"] - right / len(val)) <= near_ties / len(val)
+    every = [x for pair in rewards for x in pair]
+    assert res["validation"]["reward_mean"] == pytest.approx(statistics.fmean(every), abs=1e-5)
+    assert res["validation"]["reward_std"] == pytest.approx(statistics.pstdev(every), abs=1e-5)
+    assert model.reward_stats["mean"] == res["validation"]["reward_mean"]
+    assert model.reward_stats["std"] == res["validation"]["reward_std"]
 
 
 def test_one_step_changes_every_trainable_parameter_and_no_frozen_one(tmp_path, tiny_dirs, colour_data):
