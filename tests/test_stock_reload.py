@@ -4,6 +4,7 @@ that their forward gives our hidden states and rewards. The stock side never goe
 fast vision kernels, transformers' own attention), so every equality here is between two separate forwards."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,57 +26,17 @@ STOCK_CLASS = {"qwen2_5_vl": "Qwen2_5_VLModel", "qwen2": "Qwen2Model"}
 WITH_LM_HEAD = {"qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration", "qwen2": "Qwen2ForCausalLM"}
 QUESTION = "What colour is the shape?"
 RESPONSES = ["The shape is red.", "It is blue."]
+README = Path(__file__).resolve().parents[1] / "README.md"
+
 
 # Stock transformers + torch only (no basereward, no torchvision): rewards of an image prompt's responses from a
 # `basereward export --format hf` directory. The image processor is transformers' PIL one; each <|image_pad|> of
 # the rendered prompt is expanded to one token per merged patch, as Qwen2.5-VL's processor does.
-IMAGE_SNIPPET = """
-import json
-import sys
-
-import torch
-from PIL import Image
-from safetensors.torch import load_file
-from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-
-model_dir, image_path = sys.argv[1], sys.argv[2]
-tokenizer = AutoTokenizer.from_pretrained(model_dir)
-image_processor = AutoImageProcessor.from_pretrained(model_dir)  # Qwen2VLImageProcessorPil
-backbone = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-spec = json.load(open(f"{model_dir}/reward_head.json"))
-activation = {"none": torch.nn.Identity, "silu": torch.nn.SiLU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-layers = []
-for layer in spec["linear_layers"]:
-    layers += [torch.nn.Linear(layer["in"], layer["out"], bias=layer["bias"]), activation[spec["activation"]]()]
-head = torch.nn.Sequential(*layers[:-1])
-head.load_state_dict(load_file(f"{model_dir}/reward_head.safetensors"))
-
-messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is the shape?"}]}]
-responses = ["The shape is red.", "It is blue."]
-image = image_processor(images=[Image.open(image_path)], return_tensors="pt")
-merged_patches = int(image["image_grid_thw"].prod()) // image_processor.merge_size**2
-prompt_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-prompt_text = prompt_text.replace("<|image_pad|>", "<|image_pad|>" * merged_patches)
-prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
-rewards, normalised = [], []
-for response in responses:
-    ids = prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"]
-    ids.append(tokenizer.convert_tokens_to_ids(spec["score_token"]))
-    mm_token_type_ids = [1 if t == image_pad else 0 for t in ids]
-    with torch.no_grad():
-        hidden = backbone(
-            input_ids=torch.tensor([ids]),
-            pixel_values=image["pixel_values"],
-            image_grid_thw=image["image_grid_thw"],
-            mm_token_type_ids=torch.tensor([mm_token_type_ids]),
-        ).last_hidden_state[0, -1]
-        rewards.append(head(hidden.float()).item())
-    stats = spec["reward_stats"]
-    normalised.append((rewards[-1] - stats["mean"]) / stats["std"])
-print(json.dumps({"rewards": rewards, "normalised": normalised, "ids_of_last": ids}))
-"""
+def image_snippet() -> str:
+    """The README's image-prompt block (marked `<!-- hf-image-snippet -->`): the test runs what users read."""
+    match = re.search(r"<!-- hf-image-snippet[^>]*-->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert match, "README: no <!-- hf-image-snippet --> python block"
+    return match.group(1)
 
 
 def noisy_image(path: Path, seed: int) -> Path:
@@ -207,7 +168,7 @@ def test_export_hf_loads_in_a_stock_process_with_images_and_gives_our_rewards(ch
     assert cli_main(["export", "--model", str(ckpt), "--out", str(out), "--format", "hf"]) == 0
     capsys.readouterr()
     snippet = tmp_path / "stock_image_reward.py"
-    snippet.write_text(IMAGE_SNIPPET)
+    snippet.write_text(image_snippet())
     check = (
         "import json, runpy, sys\n"
         f"sys.argv = [{str(snippet)!r}, {str(out)!r}, {str(checkpoints['image'])!r}]\n"
