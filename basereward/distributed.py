@@ -74,7 +74,7 @@ def current() -> DistInfo:
 
 
 def shutdown() -> None:
-    """barrier + destroy_process_group: without both, gloo ranks abort at exit (specs/environment.md section 6)."""
+    """barrier + destroy_process_group: without both, gloo ranks abort at exit (docs/environment.md §6)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -8,7 +8,7 @@ serves real checkpoints is the code the tests exercise.
 The tokenizer is a byte-level BPE trained in-process on a small synthetic corpus; the special tokens take ids 0-6 in
 the order Qwen uses. Sizes: `--size test` (hidden 64, vision 64, the fastest) and `--size demo` (the calibrated
 config that learns image-grounded questions on 2 cores: text 64 x 2 layers, vision 128 x 2 full-attention blocks,
-init std 0.08, rope theta 30, mrope section [2, 2, 4]; see specs/environment.md "Tiny models that learn").
+init std 0.08, rope theta 30, mrope section [2, 2, 4]; see docs/environment.md §9 "Tiny models that learn").
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ SIZES = {
         "mrope": [2, 2, 4],
         "v_fullatt": [0, 1],
     },
-    # benchmark shapes (specs/performance.md section 5): 7B-like ratios (FFN ~5.3x, LM head ~8.7% of the backbone)
+    # benchmark shapes (docs/performance.md §5): 7B-like ratios (FFN ~5.3x, LM head ~8.7% of the backbone)
     "bench": {
         **_TEST,
         "hidden": 256,

@@ -3,7 +3,7 @@
 Every stage speaks these types: converters and benchmark loaders produce `PreferencePair`s, the collator turns
 `Sample`s into tensors, the scoring path returns one reward per response. Nothing here imports torch.
 
-Prompt convention (the unified pair record of specs/datasets.md): `prompt` is a list of `{"role", "content"}`
+Prompt convention (the unified pair record of docs/datasets.md): `prompt` is a list of `{"role", "content"}`
 messages whose `content` is a string; the user text holds exactly one literal `<image>` tag per entry of `images`
 (in order) and one `<video>` tag per entry of `videos`. Responses hold no tags.
 """
@@ -124,7 +124,7 @@ class Sample:
 
 @dataclass
 class PreferencePair:
-    """The unified pair record (specs/datasets.md section 1)."""
+    """The unified pair record (docs/datasets.md §1)."""
 
     id: str
     prompt: list[dict[str, Any]]

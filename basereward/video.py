@@ -1,4 +1,4 @@
-"""Qwen2-VL / Qwen2.5-VL video inputs from a folder of frames, without torchvision (specs/environment.md, "Video
+"""Qwen2-VL / Qwen2.5-VL video inputs from a folder of frames, without torchvision (docs/environment.md §8, "Video
 input without torchvision").
 
 transformers' Qwen video processor imports torchvision, which cannot be installed on our stack. This module builds

@@ -1,4 +1,4 @@
-"""GPU benchmark of the prefix-shared layout (specs/performance.md section 6), one bounded call on one GPU.
+"""GPU benchmark of the prefix-shared layout (docs/performance.md §6), one bounded call on one GPU.
 
     python scripts/gpu_bench.py --budget-s 420            # on the GPU machine, run with a ~480 s limit
     python scripts/gpu_bench.py --dry-run                  # anywhere: config, FLOP predictions, no CUDA

@@ -1,5 +1,5 @@
 """`basereward bench`: the quick smoke mode end to end (worker process, all variants, gates, JSON keys), the FLOP
-model against the spec's published arithmetic, the workload's exact shapes, the gate check itself, and the statistics
+model against the published arithmetic of docs/performance.md §1, the workload's exact shapes, the gate check itself, and the statistics
 (interval, medians, ratios) against hand and exact computations. The default run never asserts a timing (this machine
 is shared and these shapes are toys); the slow full `bench train` run asserts the speed-up's interval."""
 
@@ -77,7 +77,7 @@ def test_quick_bench_all_runs_every_variant_and_passes_the_gates(tmp_path, capsy
 
 
 def test_flop_model_reproduces_the_spec_tables():
-    """specs/performance.md section 1: 131.8 vs 76.3 TFLOP per training pair (P = 1,024 with 900 image tokens,
+    """docs/performance.md §1: 131.8 vs 76.3 TFLOP per training pair (P = 1,024 with 900 image tokens,
     C = R = 256, ViT trained), 112.1 vs 66.4 with the ViT frozen, 175.7 vs 46.2 per G = 8 scoring group."""
     d = flops.qwen2_5_vl_7b()
     assert d.llm_params == pytest.approx(6.53e9, rel=2e-3)

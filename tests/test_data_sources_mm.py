@@ -1,4 +1,4 @@
-"""Multimodal converters, each on a fixture in its dataset's public layout (specs/datasets.md section 2):
+"""Multimodal converters, each on a fixture in its dataset's public layout (docs/datasets.md §2):
 RLAIF-V, RLHF-V, MMPR v1.2, MM-RLHF, VLFeedback, the combined R1-Reward SFT source, MMIF, OmniAlign-V-DPO."""
 
 import io

@@ -1,5 +1,5 @@
-"""Text-only converters and import formats, each on a fixture in its public schema (specs/datasets.md section
-3): Ultra-Hard / Ultra-All (exact pairs on a hand-made UltraFeedback fixture), Tulu-3 IF, OLMo-2, WildChat, UF
+"""Text-only converters and import formats, each on a fixture in its public schema (docs/datasets.md
+§3): Ultra-Hard / Ultra-All (exact pairs on a hand-made UltraFeedback fixture), Tulu-3 IF, OLMo-2, WildChat, UF
 on-policy, SHP, swe-arena, ms-swift RM, LLaMA-Factory pairwise, our pair JSONL."""
 
 import pyarrow as pa

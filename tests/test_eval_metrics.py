@@ -1,4 +1,4 @@
-"""The metric functions against hand-computed numbers and the published anchors of specs/benchmarks.md."""
+"""The metric functions against hand-computed numbers and the published anchors of docs/benchmarks.md."""
 
 import math
 
@@ -49,7 +49,7 @@ def _vlrb_counts(spec):
 @pytest.mark.parametrize(
     ("spec", "overall", "macro"),
     [
-        # IXC-2.5-Reward on the official split: 823/1250 = 65.8 overall, macro 70.0 (specs/benchmarks.md 2.6)
+        # IXC-2.5-Reward on the official split: 823/1250 = 65.8 overall, macro 70.0 (docs/benchmarks.md §2.6)
         ({"general": (155, 183), "hallucination": (468, 749), "reasoning": (200, 318)}, 65.84, 70.0),
         # UnifiedReward-Think, POVID counted in General: 922/1250 = 73.8, macro 72.3
         ({"general": (493, 631), "hallucination": (219, 301), "reasoning": (210, 318)}, 73.76, 72.3),

@@ -1,4 +1,4 @@
-"""Several reward models behind one server (specs/server-api.md "Multi-RM"): an ensemble averages raw rewards
+"""Several reward models behind one server (docs/server-api.md §5.3 "Multi-RM"): an ensemble averages raw rewards
 (and each model's own normalized reward), and a text RM takes the text-only samples. Checked against each model
 scored on its own through the in-process path."""
 

@@ -1,4 +1,4 @@
-"""Every server route with TestClient: request/response shapes exactly as specs/server-api.md, values equal to the
+"""Every server route with TestClient: request/response shapes exactly as docs/server-api.md, values equal to the
 in-process scoring path, and template parity (each route's request turns into the token ids `RewardScorer.encode`
 gives the same sample)."""
 
@@ -211,7 +211,7 @@ def test_health_models_metrics(client, rm_dir):
 
 
 def test_every_contract_route_is_served(client):
-    """The routers composed by create_app serve exactly the contracts of specs/server-api.md, each its method."""
+    """The routers composed by create_app serve exactly the contracts of docs/server-api.md, each its method."""
     paths = client.get("/openapi.json").json()["paths"]
     methods = {path: sorted(ops) for path, ops in paths.items()}
     post = [

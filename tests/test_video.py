@@ -111,7 +111,7 @@ def test_odd_frame_count_repeats_the_last_frame():
 
 def test_resized_frames_match_the_image_grid_and_stay_close_to_pil():
     """After a resize the grid must be the image path's (same smart resize); values differ only by the bicubic
-    kernel (torch's antialiased uint8 kernel, as torchvision, vs PIL's), within the ~1.5e-2 the spec measured."""
+    kernel (torch's antialiased uint8 kernel, as torchvision, vs PIL's), within the ~1.5e-2 measured in docs/environment.md §8."""
     frames = np.repeat(random_frames(1, 300, 200, seed=3), 2, axis=0)
     image = as_image(frames[:1])
     video = build_video_inputs(frames, image_processor())

@@ -1,4 +1,4 @@
-"""Benchmarks of the prefix-shared layout (issue #4, specs/performance.md sections 5-6).
+"""Benchmarks of the prefix-shared layout (docs/performance.md §5-6).
 
     basereward bench train   pair training: naive B0 / padded B1 / shared T4 / shared + frozen vision T5 / TRL
     basereward bench score   group scoring: naive S0 / padded S1 / shared S3

@@ -1,8 +1,8 @@
 """Benchmark plumbing shared by `bench train` and `bench score`: fresh-subprocess runs, interleaving, statistics,
 machine facts and tables. No torch at import time: the parent process only orchestrates.
 
-Protocol (specs/performance.md section 5): every variant runs in a fresh `python -m basereward.bench.worker`
-process with `--threads` torch threads (2 by the spec); variants are interleaved A B C ... A B C ... so that load
+Protocol (docs/performance.md §5): every variant runs in a fresh `python -m basereward.bench.worker`
+process with `--threads` torch threads (2 by default, docs/performance.md §5); variants are interleaved A B C ... A B C ... so that load
 from other users of the machine hits all of them alike; each run does warm-up steps then timed steps; a variant's
 time is the median over all its timed steps, with the IQR, and each ratio gets a bootstrap 95 % confidence interval.
 
@@ -134,7 +134,7 @@ def add_workload_args(p, variants: dict) -> None:
     )
     p.add_argument("--workdir", help="keep the model, images and gate files here (default: a temp dir)")
     p.add_argument(
-        "--threads", type=int, help="torch threads per worker (default 2 as the spec says; quick: 1)"
+        "--threads", type=int, help="torch threads per worker (default 2, docs/performance.md §5; quick: 1)"
     )
     p.add_argument("--seed", type=int, default=0)
 
@@ -269,7 +269,7 @@ def compare(summ: dict[str, dict], runs: dict[str, list[dict]], slow: str, fast:
     }
 
 
-# ---- correctness gates (specs/performance.md section 5)
+# ---- correctness gates (docs/performance.md §5)
 
 REWARD_REL_TOL, LOSS_TOL, GRAD_COS_MIN, GRAD_REL_TOL = 1e-4, 1e-5, 0.99999, 1e-3
 

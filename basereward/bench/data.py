@@ -1,6 +1,6 @@
 """Deterministic benchmark workloads: images, prompts of a target length, responses of exact token lengths.
 
-Shapes (specs/performance.md section 5): a 448x448 image (256 image tokens) + ~32 text tokens -> P ~ 288; responses
+Shapes (docs/performance.md §5): a 448x448 image (256 image tokens) + ~32 text tokens -> P ~ 288; responses
 of 72 tokens (P:C = 4:1) or lognormal lengths (median 72, clipped to 16-288); 4 pairs per step; groups of G = 8.
 Responses are token ids drawn from the BPE's ordinary ids (not text), so their length is exact and identical for every
 variant; each ends with the scored `<|im_end|>`. Prompts go through the real processor (chat template, image

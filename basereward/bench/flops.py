@@ -1,11 +1,11 @@
-"""The analytic FLOP model of specs/performance.md section 1, applied to a concrete model config and batch.
+"""The analytic FLOP model of docs/performance.md §1, applied to a concrete model config and batch.
 
 One multiply-add = 2 FLOPs. Counted: every linear layer of the language model on every token it is run on
 (padding included: padded positions are computed), attention as `4 * heads * head_dim` FLOPs per (query, allowed
 key) pair and layer, the vision tower (patch embedding, blocks with their windowed or full attention, the merger),
 the reward head where it is applied and an LM head where one is computed. Not counted: norms, activations, rotary
 embeddings, softmax, the embedding lookup (all small next to the matmuls). Training = 3x forward (backward = 2x);
-a frozen vision tower costs its forward only. For Qwen2.5-VL-7B this reproduces the spec's tables (131.8 vs 76.3
+a frozen vision tower costs its forward only. For Qwen2.5-VL-7B this reproduces the tables of docs/performance.md §1 (131.8 vs 76.3
 TFLOP per P = 1,024 / C = R = 256 training pair, 175.7 vs 46.2 TFLOP per G = 8 group; see tests/test_bench.py).
 
 Attention is counted as the work the mask allows (causal; the shared layout's prompt + own response), i.e. what a
@@ -80,7 +80,7 @@ class Dims:
 
     @property
     def llm_params(self) -> int:
-        """Non-embedding parameters of the language model (N of the spec)."""
+        """Non-embedding parameters of the language model (N of docs/performance.md §1)."""
         return self.layers * self.llm_layer_params
 
     @property

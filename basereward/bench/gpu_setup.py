@@ -1,4 +1,4 @@
-"""Model and data builders for scripts/gpu_bench.py (specs/performance.md section 6), importable without a GPU.
+"""Model and data builders for scripts/gpu_bench.py (docs/performance.md §6), importable without a GPU.
 
 - `qwen7b_config`: the published Qwen2.5-VL-7B-Instruct architecture, randomly initialised (no download), at full
   or reduced depth (training uses LLM 6 layers / ViT 8: MFU depends on width, not depth).

@@ -1,6 +1,6 @@
 """`basereward bench score`: scoring a GRPO group of G responses to one image+prompt, naive vs prefix-shared.
 
-Variants (specs/performance.md section 5; `torch.inference_mode`, one group per step, rewards returned as floats):
+Variants (docs/performance.md §5; `torch.inference_mode`, one group per step, rewards returned as floats):
 
     S0   G separate sequences in one right-padded batch, the image encoded G times, CausalLM-style: LM logits
          computed over every position, value head on every position, gathered at the last token

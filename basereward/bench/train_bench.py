@@ -1,6 +1,6 @@
 """`basereward bench train`: prefix-shared pair training vs naive baselines and TRL's RewardTrainer, on 2 CPU cores.
 
-Variants (specs/performance.md section 5; every one = collate + forward + BT loss + backward + clip + AdamW on the
+Variants (docs/performance.md §5; every one = collate + forward + BT loss + backward + clip + AdamW on the
 same pre-encoded pairs, 4 per step):
 
     B0   two separate forwards (all chosen rows, then all rejected rows), image encoded per row, right-padded,

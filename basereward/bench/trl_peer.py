@@ -1,6 +1,6 @@
 """The peer row: TRL 1.16's RewardTrainer training the same reward model on the same pairs.
 
-RewardTrainer has no VLM path (specs/environment.md section 5.1), so it needs what any user would write:
+RewardTrainer has no VLM path (docs/environment.md §5.1), so it needs what any user would write:
 - `wrapper_for(rm)`: a `PreTrainedModel` with the backbone's config (num_labels = 1) whose forward takes the collated tensors and returns
   `logits` (2B, 1), chosen rows first, as RewardTrainer's `chunk(2)` expects. Like AutoModelForSequenceClassification
   it applies the head to every position and picks the last non-pad token.

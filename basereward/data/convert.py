@@ -167,7 +167,7 @@ def iter_pairs(
 
 
 def check_pair(pair: PreferencePair, where: str) -> None:
-    """The unified record's rules (specs/datasets.md section 1), and every image decodable, before writing."""
+    """The unified record's rules (docs/datasets.md §1), and every image decodable, before writing."""
     if not pair.prompt or pair.prompt[-1]["role"] != "user":
         raise DataError(f"{where}: the prompt must end with a user turn")
     for key, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):

@@ -13,7 +13,7 @@ A training pair matches a benchmark item when
   media not downloaded), text alone decides, but only for questions of at least `min_words` words, because
   short generic prompts ("Describe this image in detail.") recur over unrelated images.
 Images are hashed only for rows whose text matched, which keeps a 2.8M-pair scan cheap. Benchmarks are loaded
-with `basereward.data.benchmarks.load_benchmark` (names as in the evaluation issue).
+with `basereward.data.benchmarks.load_benchmark` (names as `basereward eval --benchmark` takes them).
 """
 
 from __future__ import annotations

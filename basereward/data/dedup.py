@@ -70,7 +70,7 @@ def _read(path: str, where: str) -> bytes:
 
 
 def pair_key(prompt: list[dict], images: list[bytes], chosen: str, rejected: str) -> int:
-    """Exact pair identity (specs pitfall 7): normalised prompt, image content hashes, both responses."""
+    """Exact pair identity (docs/datasets.md §5, item 7): normalised prompt, image content hashes, both responses."""
     return digest64(prompt_text(prompt), *images, b"|", normalise(chosen), normalise(rejected))
 
 

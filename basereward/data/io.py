@@ -1,4 +1,4 @@
-"""Pair JSONL: read and write the unified pair record (specs/datasets.md section 1).
+"""Pair JSONL: read and write the unified pair record (docs/datasets.md §1).
 
 One JSON object per line:
 

@@ -1,4 +1,4 @@
-"""The official benchmark metrics as pure functions of rewards and labels (specs/benchmarks.md sections 2.4, 3.3,
+"""The official benchmark metrics as pure functions of rewards and labels (docs/benchmarks.md §2.4, 3.3,
 4.3 and 5).
 
 A pair is right iff reward(preferred) > reward(rejected), strictly: a tie (equal rewards) is wrong and counted in

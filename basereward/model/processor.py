@@ -1,7 +1,7 @@
 """Processors for the VL backbones without torchvision.
 
 transformers 5.x type-checks every sub-processor named in a processor's __init__, and Qwen's video processor needs
-torchvision (which cannot be installed on the CPU stack, see specs/environment.md section 3). These subclasses drop
+torchvision (which cannot be installed on the CPU stack, see docs/environment.md §3). These subclasses drop
 the video processor; video inputs are built from PIL frames in `basereward.video` instead. Always construct the
 processor explicitly: without torchvision `AutoProcessor.from_pretrained(dir)` fails (it cannot build the video
 processor).

@@ -1,4 +1,4 @@
-"""BaseReward as the reward in RL: the hybrid reward and the adapters each framework calls (specs/server-api.md).
+"""BaseReward as the reward in RL: the hybrid reward and the adapters each framework calls (docs/server-api.md).
 
 `rewards.py` (hybrid reward, answer matchers), `samples.py` (rollout records -> `Sample`), `client.py` (in-process
 or HTTP scorer), `trl.py` (TRL GRPO reward function), `verl.py` (verl `compute_score`), `openrlhf.py` (OpenRLHF

@@ -6,7 +6,7 @@
 The prompts are synthetic image questions with known answers (colour, shape, count, left/right; the same renderer
 as the reward model's training data). The reward is the paper's hybrid: 1 if the completion matches the ground
 truth (the answer sentence or the bare value), else sigmoid(BaseReward(prompt, image, completion)); the images
-reach the reward model through `basereward.rl.trl`. Runs on CPU (bf16 off, no vLLM; specs/environment.md 5.2).
+reach the reward model through `basereward.rl.trl`. Runs on CPU (bf16 off, no vLLM; docs/environment.md §5.2).
 
 As in a real pipeline, RL starts from a supervised policy: `sft_steps` steps of supervised fine-tuning on other
 synthetic questions (answer sentence after the same chat prompt TRL renders) come first. A random-init policy
@@ -98,7 +98,7 @@ def main(cfg: GrpoConfig) -> dict:
         Path(cfg.policy) if cfg.policy else init_tiny(out / "policy", "qwen2_5_vl", cfg.seed, cfg.policy_size)
     )
     # The model object is passed (not a path) with its processor: TRL's AutoProcessor would return only the
-    # tokenizer here and training would fail on pixel_values (specs/environment.md 5.2).
+    # tokenizer here and training would fail on pixel_values (docs/environment.md §5.2).
     torch.manual_seed(cfg.seed)
     policy = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir, dtype=torch.float32)
     processor = load_processor(policy_dir, "qwen2_5_vl")

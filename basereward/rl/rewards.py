@@ -1,4 +1,4 @@
-"""The hybrid reward of the paper (recipe.md section 12) and the answer matchers it plugs in.
+"""The hybrid reward of the paper (docs/recipe.md §12) and the answer matchers it plugs in.
 
     R(y) = 1                      if y matches the ground truth (the rule)
            sigmoid(BaseReward(y)) otherwise (the reward model, consulted only when the rule fails)

@@ -1,4 +1,4 @@
-"""The reward server: one scoring path behind every RL framework's HTTP contract (specs/server-api.md).
+"""The reward server: one scoring path behind every RL framework's HTTP contract (docs/server-api.md).
 
     basereward serve --model runs/demo/train/final [--port 8000] [--max-batch-size 32] [--max-wait-ms 5]
 

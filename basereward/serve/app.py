@@ -1,4 +1,4 @@
-"""The FastAPI app: every client contract of specs/server-api.md as a router over one `RewardService`.
+"""The FastAPI app: every client contract of docs/server-api.md as a router over one `RewardService`.
 
     POST /v1/reward, /v1/media           native (routes_native.py)
     POST /get_reward (+ aliases)         OpenRLHF (routes_openrlhf.py)

@@ -176,8 +176,8 @@ def _fetch(url: str, field: str, policy: MediaPolicy) -> bytes:
 
 
 class MediaRegistry:
-    """uid -> a prompt's images, for clients that cannot attach media to each request (specs/server-api.md section
-    4): they register the images once with `POST /v1/media`, then text-only `/get_reward` queries carrying that uid
+    """uid -> a prompt's images, for clients that cannot attach media to each request (docs/server-api.md
+    §4): they register the images once with `POST /v1/media`, then text-only `/get_reward` queries carrying that uid
     are scored with them. Bounded (least recently used entries go first); safe to call from several threads."""
 
     def __init__(self, max_entries: int = 100_000):

@@ -1,4 +1,4 @@
-"""The wire formats: one pydantic model per client contract of specs/server-api.md, requests and responses.
+"""The wire formats: one pydantic model per client contract of docs/server-api.md, requests and responses.
 
 Requests ignore unknown fields (clients add options across versions: `truncate_prompt_tokens`, `priority`, ...) but
 validate the types of the fields they use, so a wrong type is a 422 naming the field. Scores default to the raw

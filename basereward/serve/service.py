@@ -3,7 +3,7 @@ rewards. Every route calls `RewardService.score`; it owns the limits that are ab
 samples per request, queue size, request timeout) and turns every failure a request can cause into a
 `RequestError`/`BadRequest` (HTTP 4xx), never a crash.
 
-Models: one reward model, or several (specs/server-api.md "Multi-RM"). `ensemble` scorers are averaged with the
+Models: one reward model, or several (docs/server-api.md §5.3 "Multi-RM"). `ensemble` scorers are averaged with the
 main one: raw = mean of the members' raw rewards (the paper's ensembling rule), normalized = mean of each member's
 own normalized reward. A `text_scorer` takes the text-only samples instead of the ensemble (routing by modality:
 a text RM for text, the multimodal RMs for images and videos). Each member has its own encoder, prompt cache and

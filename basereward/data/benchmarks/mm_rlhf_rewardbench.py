@@ -1,4 +1,4 @@
-"""MM-RLHF-RewardBench loader (specs/benchmarks.md section 4).
+"""MM-RLHF-RewardBench loader (docs/benchmarks.md §4).
 
 Reads `mm_reward_bench.jsonl` (one pair per line: id, image | video, prompt, chosen, rejected, *_reason) with an
 image root holding `mcq/ long/ short/ safety/ video/` (the HF copy prefixes paths with `images/`, the R1-Reward

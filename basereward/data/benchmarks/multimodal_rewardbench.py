@@ -1,4 +1,4 @@
-"""Multimodal RewardBench loader (specs/benchmarks.md section 3).
+"""Multimodal RewardBench loader (docs/benchmarks.md §3).
 
 Reads `data/all_data.json` as written by the repo's `scripts/0_download_data.py`: a JSON array of
 {ID, Text, Image, Output1, Output2, Better, Category}; `Image` is relative to `data/` (the file's folder, or

@@ -1,4 +1,4 @@
-"""VL-RewardBench loader and its category maps (specs/benchmarks.md section 2).
+"""VL-RewardBench loader and its category maps (docs/benchmarks.md §2).
 
 Reads every public on-disk form into `PreferencePair`s (chosen = the response with `human_ranking == 0`):
   (a) the HF parquet (`data/test-00000-of-00001.parquet`, image = {bytes, path}; a snapshot folder works too),

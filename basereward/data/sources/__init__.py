@@ -3,7 +3,7 @@
 A converter is `convert(input: Path, images: Path | None, split: str | None) -> Iterator[(where, result)]`,
 one item per raw row, where `result` is the row's pairs, a `DataError` (bad input, subject to `--on-error`) or
 a `Drop` (the source's own rules leave the row out; counted). Each converter module's docstring names the
-public revision and schema it follows (specs/datasets.md). Modules are imported only when their source is
+public revision and schema it follows (docs/datasets.md). Modules are imported only when their source is
 used.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-# name -> ("module:function", one line). Names are the data issue's; record keys are specs section 4's.
+# name -> ("module:function", one line). Names and the records' `source` keys: docs/datasets.md §4.
 SOURCES: dict[str, tuple[str, str]] = {
     "rlaif-v": ("rlaif_v:convert", "openbmb/RLAIF-V-Dataset (parquet, embedded images)"),
     "mmpr-v1.2": ("mmpr:convert", "OpenGVLab/MMPR-v1.2 (meta.json + annotations.zip + split images.zip)"),

@@ -1,6 +1,6 @@
 """MM-RLHF DPO pairs -> pairs (one of the three R1-Reward SFT sources).
 
-Follows `yifanzhang114/MM-RLHF` file `dpo_pairs.jsonl` (specs/datasets.md 2.3a): one JSON object per line with
+Follows `yifanzhang114/MM-RLHF` file `dpo_pairs.jsonl` (docs/datasets.md §2.3a): one JSON object per line with
 `prompt` str, `chosen` str, `rejected` str, and `image` (a path relative to the media root) or `video` (a
 frames folder); optional `chosen_reason`, `rejected_reason`, `is_tie`, `ls_factor` as read by the owners' DPO
 loader. Media: the unzipped `long/ short/ mcq/ safety/` folders or the zips themselves (`--images`, default:

@@ -1,6 +1,6 @@
 """MMPR v1.2 -> pairs.
 
-Follows `OpenGVLab/MMPR-v1.2` (specs/datasets.md 2.2): `meta.json` maps each subset name to {"root":
+Follows `OpenGVLab/MMPR-v1.2` (docs/datasets.md §2.2): `meta.json` maps each subset name to {"root":
 "MMPR-v1.2/images/<Source>", "annotation": "MMPR-v1.2/annotations/<name>.jsonl", "data_augment",
 "repeat_time", "length"}; annotations are JSONL inside `annotations.zip` (or an unzipped `annotations/`
 folder), one object per line with `image` (str, list[str] for multi-image, or absent for text-only),
@@ -26,7 +26,7 @@ from basereward.data.sources.text import Drop, as_list, require, response, user_
 from basereward.types import DataError, PreferencePair
 
 NAME, KEY = "mmpr-v1.2", "mmpr_v1.2"
-# Subsets whose upstream data is non-commercial (an NVIDIA filter, specs/datasets.md 2.2): matched by prefix.
+# Subsets whose upstream data is non-commercial (an NVIDIA filter, docs/datasets.md §2.2): matched by prefix.
 NON_COMMERCIAL = (
     "dvqa_en",
     "iconqa",

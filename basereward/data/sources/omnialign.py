@@ -1,6 +1,6 @@
 """OmniAlign-V-DPO -> pairs.
 
-Follows `PhoenixZ/OmniAlign-V-DPO` (specs/datasets.md 2.4; keys inferred from the viewer, verify on download):
+Follows `PhoenixZ/OmniAlign-V-DPO` (docs/datasets.md §2.4; keys inferred from the viewer, verify on download):
 `chart.jsonl`, `creation.jsonl`, `diagram.jsonl`, `ins_follow.jsonl`, `knowledge.jsonl`, `poster.jsonl` (the
 file stem is the subset) with `prompt` str, `chosen` str (the SFT answer), `rejected` str (a judged off-intent
 sample), `image` str or list[str] (paths inside `images.tar`); images read from `images.tar` without unpacking

@@ -1,6 +1,6 @@
 """The R1-Reward SFT data as one source (`--source mm-rlhf`): MM-RLHF DPO pairs + VLFeedback + RLHF-V.
 
-The ~200k-pair set the paper used is not public as one file (specs/datasets.md 2.3); it is rebuilt from its
+The ~200k-pair set the paper used is not public as one file (docs/datasets.md §2.3); it is rebuilt from its
 three public sources, each converted by its own module (which names its revision and schema). The input is a
 folder holding the three downloads as `MM-RLHF/`, `VLFeedback/` and `RLHF-V-Dataset/` (names as on the Hub,
 case-insensitive). Subsampling to ~200k is the mixture's job (`configs/data/r1-reward-sft.yaml`).

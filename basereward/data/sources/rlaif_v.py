@@ -2,7 +2,7 @@
 
 Follows `openbmb/RLAIF-V-Dataset`, config `default`, split `train`, the 83,132-row parquet release (older
 revisions: 33.8k, 44,757 rows, same columns; pin the commit you downloaded with `--revision`). Schema
-(specs/datasets.md 2.1): `ds_name` str, `image` Image struct {bytes, path} (embedded), `question` str (no
+(docs/datasets.md §2.1): `ds_name` str, `image` Image struct {bytes, path} (embedded), `question` str (no
 `<image>` tag), `chosen` str, `rejected` str, `origin_dataset` str, `origin_split` str, `idx` str,
 `image_path` str. License CC-BY-NC-4.0. Also reads a `datasets.save_to_disk` copy (same columns).
 """

@@ -1,6 +1,6 @@
 """RLHF-V -> pairs (one of the three R1-Reward SFT sources).
 
-Follows `openbmb/RLHF-V-Dataset`, the single-parquet release of 5,733 rows (specs/datasets.md 2.3c). Schema:
+Follows `openbmb/RLHF-V-Dataset`, the single-parquet release of 5,733 rows (docs/datasets.md §2.3c). Schema:
 `ds_name` str, `image` Image struct {bytes, path} (embedded), `text` str holding JSON
 `{"question", "chosen", "rejected"}`, `origin_dataset` str, `origin_split` str, `idx` int64, `image_path` str.
 `chosen` is a human correction of `rejected`; rows with an empty chosen are dropped. License CC-BY-NC-4.0.

@@ -8,7 +8,7 @@ Follows LLaMA-Factory's `data/README.md` preference ("ranking": true) formats:
 - alpaca: `instruction` str, `input` str, `chosen` str, `rejected` str, optional `system`, `history`
   list[[query, answer]], `images`.
 `ChrisDing1105/MMIF-23k` (v1.0 2025-04-26 / v2 2025-09-16, DPO file a JSON list in the sharegpt form above,
-keys and license unverified, specs/datasets.md 2.4). Image paths are relative to `--images` (default: the data
+keys and license unverified, docs/datasets.md §2.4). Image paths are relative to `--images` (default: the data
 file's folder). `<image>` tags are kept when their count matches the images, else re-placed at the start of
 the first user turn.
 """

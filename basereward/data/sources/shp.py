@@ -1,6 +1,6 @@
 """SHP -> pairs.
 
-Follows `stanfordnlp/SHP` (specs/datasets.md 3.5): 18 subreddit folders, each with `train.json`,
+Follows `stanfordnlp/SHP` (docs/datasets.md §3.5): 18 subreddit folders, each with `train.json`,
 `validation.json`, `test.json` in JSON-lines form (348,718 / 18,436 / 18,409 rows); `--split` picks one
 (default `train`). Schema: `post_id` str, `domain` str, `upvote_ratio` float, `history` str (the prompt),
 `c_root_id_A`/`_B` str, `created_at_utc_A`/`_B` int, `score_A`/`_B` int, `human_ref_A`/`_B` str (the two

@@ -1,7 +1,7 @@
 """SWE Arena -> pairs.
 
 Follows `bigcode/swe-arena-preference-5k`, parquet in 3 shards (row count, license and the `vote_type`
-vocabulary are unverified, specs/datasets.md 3.4). Schema: `type` str, `chat_session_id` str, `instruction`
+vocabulary are unverified, docs/datasets.md §3.4). Schema: `type` str, `chat_session_id` str, `instruction`
 str, `feedback` struct {`correctness`, `efficiency`, `explainability`, `maintainability`, `ui_ux_design`,
 `vote_type`}, `models` struct {`model_A`, `model_B`}, `states` struct {`model_A`/`model_B`: {`messages`:
 list of [role, text], `sandbox_logs_by_round`, ...}}.

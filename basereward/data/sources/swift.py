@@ -1,7 +1,7 @@
 """ms-swift reward-model data -> pairs (`ms-swift-rm`, an import format).
 
 Follows ms-swift's RLHF/RM dataset format (`swift rlhf --rlhf_type rm`, as in the BaseReward author's Thyme
-command, specs/datasets.md 1.1): one JSON object per line (or a JSON list) with `messages` list[{role,
+command, docs/datasets.md §1.1): one JSON object per line (or a JSON list) with `messages` list[{role,
 content}] whose last turn is the chosen assistant reply, `rejected_response` str, optional `images` list[path
 str or {path|bytes}]. Image paths are relative to `--images` (default: the data file's folder). As ms-swift
 does, missing `<image>` tags are prepended (here to the first user turn, never the system turn); more tags

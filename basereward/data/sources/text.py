@@ -1,4 +1,4 @@
-"""The text rules every converter applies (specs/datasets.md sections 1 and 5): `<image>` placeholder
+"""The text rules every converter applies (docs/datasets.md §1 and 5): `<image>` placeholder
 normalisation, model-token stripping, message-list parsing and the "prompt = chosen[:-1]" split of full
 conversations. Also `Drop`, the signal for a row a source's rules leave out (ties, video, mismatched
 prefixes): such rows are counted, never errors.
@@ -65,7 +65,7 @@ def user_prompt(text: Any, k: int, where: str, field: str = "question") -> list[
 
 
 def response(value: Any, where: str, field: str) -> str:
-    """A chosen/rejected text: non-empty (else Drop, as the specs say), no tags (else Drop: it breaks
+    """A chosen/rejected text: non-empty (else Drop, as docs/datasets.md §1 says), no tags (else Drop: it breaks
     alignment)."""
     if value is None:
         raise DataError(f"{where}: missing required field '{field}'")
@@ -119,7 +119,7 @@ def prompt_of(msgs: list[dict], where: str, field: str) -> list[dict]:
 
 def split_conversations(chosen: Any, rejected: Any, where: str) -> tuple[list[dict], str, str]:
     """Full conversations (Tulu/OLMo/WildChat) -> (prompt, chosen, rejected). The prompt is `chosen[:-1]`; the
-    two sides must share it, else the pair compares different contexts and is dropped (specs pitfall 4)."""
+    two sides must share it, else the pair compares different contexts and is dropped (docs/datasets.md §5, item 4)."""
     c, r = messages(chosen, where, "chosen"), messages(rejected, where, "rejected")
     if c[-1]["role"] != "assistant" or r[-1]["role"] != "assistant":
         raise DataError(f"{where}: 'chosen' and 'rejected' must end with an assistant turn")

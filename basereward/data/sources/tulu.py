@@ -1,7 +1,7 @@
 """The Tulu-3 family (full conversations in `chosen`/`rejected`) -> pairs: `tulu-3-if`, `olmo-2-mix`,
 `tulu-3-wildchat`, `tulu-3-ultrafeedback-on-policy`.
 
-Follows (specs/datasets.md 3.2-3.4), all parquet, split `train` unless named:
+Follows (docs/datasets.md §3.2-3.4), all parquet, split `train` unless named:
 - `allenai/tulu-3-IF-augmented-on-policy-70b` (65,551 rows): `id` str, `prompt` str, `chosen`/`rejected`
   list[{content, role}] (the whole conversation).
 - `allenai/olmo-2-0425-1b-preference-mix` (378,341 rows; columns as the sibling
@@ -26,7 +26,7 @@ from basereward.data.sources.text import Drop, native_id, number, require, split
 from basereward.types import PreferencePair
 
 LICENSE = "odc-by-1.0"
-KEYS = {  # --source name -> record source key (specs/datasets.md section 4)
+KEYS = {  # --source name -> record source key (docs/datasets.md §4)
     "tulu-3-if": "tulu3_if",
     "olmo-2-mix": "olmo2",
     "tulu-3-wildchat": "wildchat",

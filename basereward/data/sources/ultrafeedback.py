@@ -1,7 +1,7 @@
 """UltraFeedback -> Ultra-Hard (`ultrafeedback-hard`) and Ultra-All (`ultrafeedback-all`) pairs.
 
 Follows raw `openbmb/UltraFeedback`, split `train`, at revision 40b436560ca83a8dba36114c22ab3c66e43f6d5e or
-later (the 2023-12-29 fix of 2,628 wrong `overall_score`s; specs/datasets.md 3.1). Schema: `source` str
+later (the 2023-12-29 fix of 2,628 wrong `overall_score`s; docs/datasets.md §3.1). Schema: `source` str
 (evol_instruct, false_qa, flan, sharegpt, truthful_qa, ultrachat), `instruction` str, `models` list[str],
 `completions` list of {`model`, `principle`, `custom_system_prompt`, `response` str, `critique`,
 `overall_score` float 1-10, `fine-grained_score` float, `annotations`}, `correct_answers`,

@@ -1,6 +1,6 @@
 """VLFeedback -> pairs (one of the three R1-Reward SFT sources).
 
-Follows `MMInstruction/VLFeedback` (80,258 rows; specs/datasets.md 2.3b): `vlfeedback_80k.jsonl` with `id`
+Follows `MMInstruction/VLFeedback` (80,258 rows; docs/datasets.md §2.3b): `vlfeedback_80k.jsonl` with `id`
 str, `prompt` str, `models` list[str], `img_path` str (a path inside `merged_images.zip`), `completions`: list
 of {`annotations`: {"Helpfulness" | "Ethical Considerations" | "Visual Faithfulness": {`Rating`: str "1"-"5",
 `Rationale`: str}}, `model`: str, `response`: str}. A completion's score is the mean of its numeric ratings
