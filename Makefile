@@ -12,16 +12,18 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: demo test test-slow lint format clean
 
 # torch is installed first and pinned to the CPU build: a bare `torch` requirement resolves to a multi-GB CUDA
-# wheel. The stamp file re-runs the install when pyproject.toml changes.
+# wheel. pyproject.toml has ranges (users install beside their own torch/transformers); our venv takes the exact
+# versions of constraints.txt, so every run installs the same thing. The stamp file re-runs the install when
+# pyproject.toml or constraints.txt changes.
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@if $(BIN)/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then \
-		echo "torchvision is installed in $(VENV); it breaks transformers' image processors (see specs)"; exit 1; fi
+		echo "torchvision is installed in $(VENV); it breaks transformers' image processors (see docs/environment.md §3)"; exit 1; fi
 	touch $@
 
 demo: $(VENV)/.installed

@@ -59,6 +59,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# an optional package -> the extra of pyproject.toml that installs it, for the one-line error a verb gives when
+# it needs a package the user's install left out (httpx is in both serve and rl: the verb decides)
+EXTRAS = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "pydantic": "serve",
+    "prometheus_client": "serve",
+    "httpx": "rl",
+    "trl": "rl",
+    "matplotlib": "eval",
+}
+
+
+def _missing_extra(verb: str, err: ModuleNotFoundError) -> str | None:
+    package = (err.name or "").partition(".")[0]
+    extra = "serve" if verb == "serve" and package == "httpx" else EXTRAS.get(package)
+    if extra is None:
+        return None
+    return f"{package} is not installed; `basereward {verb}` needs it: pip install 'basereward[{extra}]'"
+
+
 def _usage() -> str:
     width = max(len(v) for v in COMMANDS)
     rows = "\n".join(f"  {verb:<{width}}  {help_}" for verb, (_, help_) in COMMANDS.items())
@@ -89,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"basereward: unknown verb {verb!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, help_ = COMMANDS[verb]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if (message := _missing_extra(verb, e)) is None:
+            raise
+        print(f"basereward {verb}: error: {message}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(prog=f"basereward {verb}", description=help_)
     module.add_args(parser)
     args = parser.parse_args(rest)
@@ -97,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = module.run(args)
+    except ModuleNotFoundError as e:  # an optional package the verb needs (see EXTRAS)
+        if (message := _missing_extra(verb, e)) is None:
+            raise
+        print(f"basereward {verb}: error: {message}", file=sys.stderr)
+        return 1
     except (
         DataError,
         FileNotFoundError,

@@ -1,12 +1,15 @@
 """The evaluation report in `--out`: `metrics.json` (every number with its counts, ties, category map, scorer,
 data checksums), `report.md` (tables in the papers' layouts with the length-baseline row beside the model) and three
 PNG plots (per-category accuracy; preferred vs rejected reward histogram; reward vs response length with Pearson
-and Spearman correlations). Plots use matplotlib's Agg backend, so no display is needed.
+and Spearman correlations). Plots use matplotlib's Agg backend, so no display is needed. matplotlib comes with
+the `eval` extra; without it the report is written all the same, with `PLOTS_SKIPPED` in place of the plots
+(the numbers are the result, the plots only show them), and one line on stderr says so.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,17 +160,22 @@ def write_report(
     paths["metrics.json"].write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
     runs = [main] + ([baseline] if baseline else [])
-    plots = {
-        "category_accuracy.png": plot_category_accuracy(out / "category_accuracy.png", benchmark, runs),
-        "reward_hist.png": plot_reward_hist(out / "reward_hist.png", main),
-        "reward_vs_length.png": plot_reward_vs_length(out / "reward_vs_length.png", main, lengths, corr),
-    }
-    paths.update(plots)
-    paths["report.md"].write_text(_markdown(benchmark, runs, info, corr, alternatives or {}))
+    plots = _pyplot() is not None
+    if plots:
+        paths["category_accuracy.png"] = plot_category_accuracy(
+            out / "category_accuracy.png", benchmark, runs
+        )
+        paths["reward_hist.png"] = plot_reward_hist(out / "reward_hist.png", main)
+        paths["reward_vs_length.png"] = plot_reward_vs_length(
+            out / "reward_vs_length.png", main, lengths, corr
+        )
+    else:
+        print(f"basereward eval: {PLOTS_SKIPPED}", file=sys.stderr)
+    paths["report.md"].write_text(_markdown(benchmark, runs, info, corr, alternatives or {}, plots))
     return {k: str(v) for k, v in paths.items()}
 
 
-def _markdown(benchmark, runs, info, corr, alternatives) -> str:
+def _markdown(benchmark, runs, info, corr, alternatives, plots: bool = True) -> str:
     main = runs[0]
     data = ", ".join(f"`{d['path']}` (sha256 `{d['sha256'][:16]}…`)" for d in info.get("data", []))
     lines = [
@@ -220,9 +228,15 @@ def _markdown(benchmark, runs, info, corr, alternatives) -> str:
         f"Reward vs response length over all responses: Pearson r = {fmt(corr['pearson'])}, "
         f"Spearman rho = {fmt(corr['spearman'])}.",
         "",
-        "![per-category accuracy](category_accuracy.png)",
-        "![rewards of preferred and rejected responses](reward_hist.png)",
-        "![reward vs response length](reward_vs_length.png)",
+        *(
+            [
+                "![per-category accuracy](category_accuracy.png)",
+                "![rewards of preferred and rejected responses](reward_hist.png)",
+                "![reward vs response length](reward_vs_length.png)",
+            ]
+            if plots
+            else [PLOTS_SKIPPED]
+        ),
         "",
     ]
     if info.get("warnings"):
@@ -233,9 +247,18 @@ def _markdown(benchmark, runs, info, corr, alternatives) -> str:
 # --- plots -----------------------------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
+PLOTS_SKIPPED = "Plots skipped: matplotlib is not installed (`pip install 'basereward[eval]'` adds it)."
 
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed (an optional extra)."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError as e:
+        # matplotlib is there but one of its own imports fails: show that, do not call it "not installed"
+        if e.name != "matplotlib":
+            raise
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
