@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -369,3 +370,15 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainCon
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def call_with_flags(fn, flags, /, **given):
+    """`fn(...)` with each of its parameters taken from the parsed flag of the same name (`--batch-size` ->
+    `batch_size`), unless passed here (a flag named otherwise, or converted). A verb's typed function stays the one
+    definition of its inputs and `run(args)` is one line: `call_with_flags(evaluate, args)`."""
+    taken = {
+        name: getattr(flags, name)
+        for name in inspect.signature(fn).parameters
+        if name not in given and hasattr(flags, name)
+    }
+    return fn(**taken, **given)

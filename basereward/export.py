@@ -27,6 +27,8 @@ import json
 import shutil
 from pathlib import Path
 
+from basereward.config import call_with_flags
+
 HF_HEAD_FILE = "reward_head.safetensors"
 HF_HEAD_SPEC = "reward_head.json"
 TEMPLATE_RULE = (
@@ -54,7 +56,7 @@ def add_args(p) -> None:
 
 
 def run(args) -> dict:
-    return export(args.model, args.out, format=args.format, base_model=args.base_model)
+    return call_with_flags(export, args, model_dir=args.model, out_dir=args.out)
 
 
 def export(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from basereward.config import call_with_flags
+
 
 def add_args(p) -> None:
     p.add_argument("--model", required=True, help="trained reward-model directory")
@@ -28,14 +30,7 @@ def add_args(p) -> None:
 
 
 def run(args) -> dict | None:
-    return score(
-        model=args.model,
-        input=args.input,
-        output=args.output,
-        batch_size=args.batch_size,
-        device=args.device,
-        on_error=args.on_error,
-    )
+    return call_with_flags(score, args)
 
 
 def score(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from basereward.config import call_with_flags
 from basereward.data.io import LoadStats
 from basereward.data.shards import FORMATS, ShardWriter
 from basereward.data.sources import SOURCES, converter
@@ -71,19 +72,7 @@ def add_args(parser) -> None:
 
 
 def run(args) -> dict:
-    return convert(
-        args.source,
-        args.input,
-        args.out,
-        images=args.images,
-        fmt=args.format,
-        image_mode=args.image_mode,
-        on_error=args.on_error,
-        split=args.split,
-        revision=args.revision,
-        limit=args.limit,
-        overwrite=args.overwrite,
-    )
+    return call_with_flags(convert, args, inp=args.input, fmt=args.format)
 
 
 def convert(

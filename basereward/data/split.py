@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from basereward.config import call_with_flags
 from basereward.data.dedup import image_digest, prompt_key
 from basereward.data.shard_reader import ShardDir
 from basereward.data.shards import ShardWriter, rebase_paths
@@ -35,15 +36,7 @@ def add_args(parser) -> None:
 
 
 def run(args) -> dict:
-    return split(
-        args.input,
-        args.out,
-        val_size=args.val_size,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        fmt=args.format,
-        overwrite=args.overwrite,
-    )
+    return call_with_flags(split, args, inp=args.input, fmt=args.format)
 
 
 def prompt_keys(sd: ShardDir) -> np.ndarray:

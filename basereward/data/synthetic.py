@@ -29,6 +29,7 @@ import hashlib
 import random
 from pathlib import Path
 
+from basereward.config import call_with_flags
 from basereward.data.io import write_pairs
 from basereward.types import ImageRef, PreferencePair
 
@@ -240,14 +241,6 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     kinds = tuple(k for k in args.kinds.split(",") if k)
-    counts = synthesize(
-        args.out,
-        pairs=args.pairs,
-        eval_pairs=args.eval_pairs,
-        seed=args.seed,
-        text_share=args.text_share,
-        kinds=kinds,
-        text_kind=args.text_kind,
-    )
+    counts = call_with_flags(synthesize, args, out_dir=args.out, kinds=kinds)
     out = Path(args.out)
     return {"out": str(out), "splits": {s: str(out / f"{s}.jsonl") for s in counts}, "counts": counts}

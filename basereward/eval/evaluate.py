@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from basereward.config import call_with_flags
 from basereward.data.benchmarks import BENCHMARKS, data_files, load_benchmark
 from basereward.data.benchmarks.common import sha256_file
 from basereward.data.benchmarks.vl_rewardbench import CATEGORY_MAPS
@@ -92,17 +93,7 @@ def check_media(pairs: list[PreferencePair]) -> None:
 
 
 def run(args) -> dict | None:
-    return evaluate(
-        args.benchmark,
-        args.data,
-        model=args.model,
-        scorer=args.scorer,
-        out=args.out,
-        images=args.images,
-        limit=args.limit,
-        category_map=args.category_map,
-        batch_size=args.batch_size,
-    )
+    return call_with_flags(evaluate, args)
 
 
 def evaluate(

@@ -77,5 +77,8 @@ def enable_activation_checkpointing(backbone: torch.nn.Module) -> None:
     make its output require a gradient; reentrant checkpointing needs that, non-reentrant does not. Left in place,
     the hook puts a frozen vision tower on the gradient path: it would keep its blocks' inputs and run backward
     for nothing. So the hooks are removed."""
-    backbone.activation_checkpointing_enable({"use_reentrant": False})
+    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers >= 5.23
+        backbone.activation_checkpointing_enable({"use_reentrant": False})
+    else:  # the older name, which vLLM's transformers range still has
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     backbone.disable_input_require_grads()

@@ -18,6 +18,8 @@ import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from basereward.config import call_with_flags
+
 if TYPE_CHECKING:  # fastapi is imported only when an app is built: `basereward --help` must not need it
     from fastapi import FastAPI
 
@@ -53,31 +55,12 @@ class ServeConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
-        return cls(
-            model=args.model,
+        return call_with_flags(
+            cls,
+            args,
             ensemble_models=tuple(args.ensemble_model),
-            text_model=args.text_model,
-            host=args.host,
-            port=args.port,
-            served_model_name=args.served_model_name,
-            device=args.device,
-            dtype=args.dtype,
-            max_batch_size=args.max_batch_size,
-            max_batch_tokens=args.max_batch_tokens,
-            max_wait_ms=args.max_wait_ms,
-            deterministic=args.deterministic,
-            image_root=args.image_root,
             allow_url_prefixes=tuple(args.allow_url_prefix),
-            max_images=args.max_images,
-            max_image_pixels=args.max_image_pixels,
-            max_body_mb=args.max_body_mb,
-            max_tokens=args.max_tokens,
-            max_samples=args.max_samples,
-            prompt_cache=args.prompt_cache,
-            request_timeout_s=args.request_timeout_s,
             get_reward_paths=tuple(args.get_reward_path),
-            threads=args.threads,
-            log_level=args.log_level,
         )
 
 
