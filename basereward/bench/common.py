@@ -179,6 +179,18 @@ def prepare(args, opts: dict, kind: str, workload: dict, n_images: int) -> tuple
     return spec, work, own
 
 
+def workload(args, opts: dict, **extra) -> dict:
+    """The Workload fields every bench verb takes from its resolved options and flags, plus its own (`extra`)."""
+    return dict(
+        image_px=opts["image_px"],
+        prompt_text_tokens=opts["text_tokens"],
+        response_len=opts["response_len"],
+        lengths=args.lengths,
+        seed=args.seed,
+        **extra,
+    )
+
+
 def execute(args, opts: dict, kind: str, workload: dict, n_images: int, report) -> dict:
     """The bench sequence: prepare the work dir, run the variants interleaved, `report(runs, variants, spec, opts,
     wall_s)`, remove a temporary work dir."""

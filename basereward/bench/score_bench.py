@@ -108,14 +108,7 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     opts = common.resolve(args, FULL, QUICK)
-    workload = dict(
-        image_px=opts["image_px"],
-        prompt_text_tokens=opts["text_tokens"],
-        response_len=opts["response_len"],
-        lengths=args.lengths,
-        group=opts["group"],
-        seed=args.seed,
-    )
+    workload = common.workload(args, opts, group=opts["group"])
     return common.execute(args, opts, "score", workload, n_images=2, report=report)
 
 

@@ -154,14 +154,7 @@ def add_args(p) -> None:
 
 def run(args) -> dict:
     opts = common.resolve(args, FULL, QUICK)
-    workload = dict(
-        image_px=opts["image_px"],
-        prompt_text_tokens=opts["text_tokens"],
-        response_len=opts["response_len"],
-        lengths=args.lengths,
-        pairs_per_step=opts["pairs"],
-        seed=args.seed,
-    )
+    workload = common.workload(args, opts, pairs_per_step=opts["pairs"])
     return common.execute(args, opts, "train", workload, n_images=2 * opts["pairs"], report=report)
 
 

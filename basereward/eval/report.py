@@ -15,6 +15,17 @@ from pathlib import Path
 
 from basereward.eval.metrics import Result, pearson, spearman
 
+# Multimodal RewardBench's seven categories as the RM papers report them (Mean7 = their unweighted mean)
+MMRB_SEVEN = [
+    ("Correctness", "general_correctness"),
+    ("Preference", "general_preference"),
+    ("Knowledge", "knowledge"),
+    ("Math", "reasoning_math"),
+    ("Coding", "reasoning_coding"),
+    ("Safety", "safety"),
+    ("VQA", "vqa"),
+]
+
 # benchmark -> tables, each (title, [(column header, headline key)]), in the layout its papers print.
 LAYOUTS: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {
     "vl-rewardbench": [
@@ -45,13 +56,7 @@ LAYOUTS: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {
         (
             "RM-paper layout, paper-style (Overall = unweighted mean of these 7 columns)",
             [
-                ("Correctness", "general_correctness"),
-                ("Preference", "general_preference"),
-                ("Knowledge", "knowledge"),
-                ("Math", "reasoning_math"),
-                ("Coding", "reasoning_coding"),
-                ("Safety", "safety"),
-                ("VQA", "vqa"),
+                *MMRB_SEVEN,
                 ("Mean7", "mean7"),
             ],
         ),
@@ -272,15 +277,7 @@ BARS = {
         [("Overall", "overall"), ("Macro", "macro")],
     ),
     "multimodal-rewardbench": (
-        [
-            ("Correctness", "general_correctness"),
-            ("Preference", "general_preference"),
-            ("Knowledge", "knowledge"),
-            ("Math", "reasoning_math"),
-            ("Coding", "reasoning_coding"),
-            ("Safety", "safety"),
-            ("VQA", "vqa"),
-        ],
+        MMRB_SEVEN,
         [("Overall (micro)", "overall"), ("Mean7", "mean7")],
     ),
     "mm-rlhf-rewardbench": (

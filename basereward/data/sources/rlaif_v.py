@@ -28,17 +28,46 @@ def convert(inp: Path, images: Path | None = None, split: str | None = None) -> 
 
 def to_pairs(row: dict, where: str, index: int, media: Media | None = None) -> list[PreferencePair]:
     question, chosen, rejected = require(row, where, "question", "chosen", "rejected")
+    return [
+        openbmb_pair(
+            row,
+            where,
+            index,
+            question,
+            chosen,
+            rejected,
+            media=media,
+            key=KEY,
+            license=LICENSE,
+            question_field="question",
+        )
+    ]
+
+
+def openbmb_pair(
+    row: dict,
+    where: str,
+    index: int,
+    question,
+    chosen,
+    rejected,
+    *,
+    media: Media | None,
+    key: str,
+    license: str,
+    question_field: str,
+) -> PreferencePair:
+    """The pair of an openbmb release row (RLAIF-V, and RLHF-V once its `text` JSON is parsed): one embedded
+    image, the question gets the image tag, the provenance columns go to meta."""
     image = image_cell(row.get("image"), where, "image", media)
     idx = native_id(row, "idx", index)
     meta = {k: row.get(k) for k in ("origin_dataset", "origin_split", "idx", "ds_name", "image_path")}
-    return [
-        PreferencePair(
-            id=f"{KEY}:{idx}:0",
-            source=KEY,
-            prompt=user_prompt(question, 1, where),
-            chosen=response(chosen, where, "chosen"),
-            rejected=response(rejected, where, "rejected"),
-            images=[image],
-            meta={**meta, "license": LICENSE},
-        )
-    ]
+    return PreferencePair(
+        id=f"{key}:{idx}:0",
+        source=key,
+        prompt=user_prompt(question, 1, where, question_field),
+        chosen=response(chosen, where, "chosen"),
+        rejected=response(rejected, where, "rejected"),
+        images=[image],
+        meta={**meta, "license": license},
+    )

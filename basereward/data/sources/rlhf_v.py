@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from basereward.data.sources.media import Media, image_cell
+from basereward.data.sources.media import Media
 from basereward.data.sources.readers import Result, each_row, read_rows
-from basereward.data.sources.text import native_id, require, response, user_prompt
+from basereward.data.sources.rlaif_v import openbmb_pair
+from basereward.data.sources.text import require
 from basereward.types import DataError, PreferencePair
 
 NAME, KEY, LICENSE = "rlhf-v", "rlhf_v", "cc-by-nc-4.0"
@@ -35,17 +36,17 @@ def to_pairs(row: dict, where: str, index: int, media: Media | None = None) -> l
     if not isinstance(t, dict):
         raise DataError(f"{where}: field 'text' must hold a JSON object")
     question, chosen, rejected = require(t, where, "question", "chosen", "rejected")
-    image = image_cell(row.get("image"), where, "image", media)
-    idx = native_id(row, "idx", index)
-    meta = {k: row.get(k) for k in ("origin_dataset", "origin_split", "idx", "ds_name", "image_path")}
     return [
-        PreferencePair(
-            id=f"{KEY}:{idx}:0",
-            source=KEY,
-            prompt=user_prompt(question, 1, where, "text.question"),
-            chosen=response(chosen, where, "chosen"),
-            rejected=response(rejected, where, "rejected"),
-            images=[image],
-            meta={**meta, "license": LICENSE},
+        openbmb_pair(
+            row,
+            where,
+            index,
+            question,
+            chosen,
+            rejected,
+            media=media,
+            key=KEY,
+            license=LICENSE,
+            question_field="text.question",
         )
     ]
