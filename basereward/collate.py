@@ -36,9 +36,8 @@ class Batch:
     response_index: torch.Tensor  # (N,) long: which response of that sample
     response_lengths: torch.Tensor  # (N,) long: response tokens including the scored token
     mm_token_type_ids: torch.Tensor | None = None  # (R, L)
-    position_ids: torch.Tensor | None = (
-        None  # (3, R, L) or (R, L) for packed layouts; None = computed by model
-    )
+    # (3, R, L) or (R, L) for packed layouts; None = computed by model
+    position_ids: torch.Tensor | None = None
     pixel_values: torch.Tensor | None = None
     image_grid_thw: torch.Tensor | None = None
     pixel_values_videos: torch.Tensor | None = None

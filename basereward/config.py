@@ -65,12 +65,10 @@ class ModelArgs:
 @dataclass(frozen=True)
 class DataArgs:
     train: str = field(default="", metadata=REQUIRED)  # pair JSONL file or built dataset directory
-    validation: str | None = (
-        None  # same forms; evaluated every eval_every steps and used to calibrate rewards
-    )
-    max_length: int | None = (
-        None  # drop (and count) pairs whose prompt + longer response exceeds this many tokens
-    )
+    # same forms; evaluated every eval_every steps and used to calibrate rewards
+    validation: str | None = None
+    # drop (and count) pairs whose prompt + longer response exceeds this many tokens
+    max_length: int | None = None
     on_error: str = "fail"  # fail | skip: what a bad record does (skips are counted and reported)
     drop_ties: bool = True  # drop pairs marked meta.tie before Bradley-Terry training
 
@@ -98,29 +96,24 @@ class OptimArgs:
 
 @dataclass(frozen=True)
 class DistributedArgs:
-    strategy: str = (
-        "ddp"  # ddp (replicated weights) | fsdp (FSDP2 fully_shard: parameters, gradients, optimizer sharded)
-    )
+    # ddp (replicated weights) | fsdp (FSDP2 fully_shard: parameters, gradients, optimizer sharded)
+    strategy: str = "ddp"
     backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | nccl | gloo
     cpu_offload: bool = False  # fsdp: keep sharded parameters, gradients and optimizer state in CPU memory
-    reshard_after_forward: bool = (
-        True  # fsdp: free gathered layers after forward (ZeRO-3); false keeps them (ZeRO-2)
-    )
-    timeout_s: int = (
-        600  # collective timeout: a rank that waits longer (a peer died or hung) ends the job with an error
-    )
+    # fsdp: free gathered layers after forward (ZeRO-3); false keeps them (ZeRO-2)
+    reshard_after_forward: bool = True
+    # collective timeout: a rank that waits longer (a peer died or hung) ends the job with an error
+    timeout_s: int = 600
 
 
 @dataclass(frozen=True)
 class LoraArgs:
-    rank: int = (
-        0  # 0 = full fine-tune; > 0 = LoRA adapters of this rank on the language model's linear layers
-    )
+    # 0 = full fine-tune; > 0 = LoRA adapters of this rank on the language model's linear layers
+    rank: int = 0
     alpha: float = 16.0  # LoRA scaling numerator (scale = alpha / rank)
     dropout: float = 0.0  # dropout on the adapter input
-    targets: str = (
-        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # comma-separated linear layer names
-    )
+    # comma-separated linear layer names
+    targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
     def __post_init__(self):
         if self.rank < 0:

@@ -58,9 +58,8 @@ def segments_of(batch) -> torch.Tensor:
 class SegmentPlan:
     backend: str
     shape: tuple[int, int]  # (rows, length)
-    q_index: torch.Tensor | None = (
-        None  # flat (row * L + position) indices of every unit's queries, unit by unit
-    )
+    # flat (row * L + position) indices of every unit's queries, unit by unit
+    q_index: torch.Tensor | None = None
     k_index: torch.Tensor | None = None  # the same for keys (a prompt appears once per unit that sees it)
     cu_q: torch.Tensor | None = None  # int32 (units + 1,)
     cu_k: torch.Tensor | None = None

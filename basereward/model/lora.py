@@ -23,9 +23,8 @@ from __future__ import annotations
 from torch import nn
 
 ADAPTER_NAME = "default"  # peft's adapter slot; one adapter per model
-LORA_KEY_MARK = (
-    ".lora_"  # peft's adapter tensors: <module>.lora_A.<name>.weight, <module>.lora_B.<name>.weight
-)
+# peft's adapter tensors: <module>.lora_A.<name>.weight, <module>.lora_B.<name>.weight
+LORA_KEY_MARK = ".lora_"
 
 
 def language_model(backbone: nn.Module) -> nn.Module:

@@ -33,9 +33,8 @@ class TextPart(_Request):
 
 class ImageURL(_Request):
     url: str  # data:image/...;base64,..., a path under the server's --image-root, or an allow-listed http(s) URL
-    detail: str | None = (
-        None  # accepted for OpenAI compatibility; the processor's pixel bounds decide resolution
-    )
+    # accepted for OpenAI compatibility; the processor's pixel bounds decide resolution
+    detail: str | None = None
 
 
 class ImageURLPart(_Request):
