@@ -130,9 +130,8 @@ class TrainConfig:
     data: DataArgs = field(default_factory=DataArgs)
     loss: LossArgs = field(default_factory=LossArgs)
     optim: OptimArgs = field(default_factory=OptimArgs)
-    distributed: DistributedArgs = field(
-        default_factory=DistributedArgs
-    )  # used when launched on several processes
+    # used when launched on several processes
+    distributed: DistributedArgs = field(default_factory=DistributedArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)  # rank 0 = full fine-tune
     batch_size: int = 128  # pairs per optimizer step (global) = micro_batch_size x accumulation x world size
     micro_batch_size: int = 4  # pairs per forward/backward

@@ -52,9 +52,8 @@ def install_vision_keepalive(model: nn.Module) -> None:
         pixels = torch.zeros(merge * merge, in_dim, dtype=ref.dtype, device=ref.device)
         grid = torch.tensor([[1, merge, merge]], device=ref.device)
         out = visual(pixels, grid_thw=grid)
-        feats = (
-            out.pooler_output if hasattr(out, "pooler_output") else out
-        )  # merged features (merger included)
+        # merged features (merger included)
+        feats = out.pooler_output if hasattr(out, "pooler_output") else out
         return 0.0 * feats.float().mean()
 
     model.vision_keepalive = keepalive

@@ -117,9 +117,8 @@ def test_planted_items_found_and_removed_with_counts_per_benchmark(tmp_path):
 def test_report_only_and_unavailable_benchmark_images(tmp_path):
     bench = _bench_pairs(tmp_path)
     train = _train(tmp_path)
-    (tmp_path / "bench" / "b1.png").write_bytes(
-        b"gone"
-    )  # media not downloaded: text decides for long questions
+    # media not downloaded: text decides for long questions
+    (tmp_path / "bench" / "b1.png").write_bytes(b"gone")
     from basereward.data.decontam import Settings, decontaminate
     from basereward.data.io import read_pairs
 

@@ -112,9 +112,8 @@ def runs(data, tmp_path_factory):
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 1, (
-        res.stdout
-    )  # rank 0's line only
+    # rank 0's line only
+    assert len([x for x in res.stdout.splitlines() if x.startswith("{")]) == 1, res.stdout
     # FSDP also evaluates mid-run (inference forwards through the sharded model, then training again) and encodes
     # in a DataLoader worker
     res = launch(data, root / "fsdp", **{"distributed.strategy": "fsdp", "eval_every": 2, "num_workers": 1})
@@ -326,9 +325,8 @@ def test_bad_input_is_one_error_line_on_every_rank(data, tmp_path, capsys):
     assert res.returncode != 0
     errors = res.stderr.split("basereward train: error:")[1:]
     assert len(errors) == 2 and all("missing.jsonl" in e.split("\n")[0] for e in errors), res.stderr[-2000:]
-    assert (
-        "]: Traceback" not in res.stderr
-    )  # no rank printed one (torchrun's own report of the failure follows)
+    # no rank printed one (torchrun's own report of the failure follows)
+    assert "]: Traceback" not in res.stderr
     assert cli(["train", "--nproc", "3", *overrides(data, tmp_path / "odd")]) == 1
     assert "micro_batch_size x world size (2 x 3 = 6)" in capsys.readouterr().err
 

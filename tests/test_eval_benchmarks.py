@@ -360,9 +360,8 @@ def test_vlrb_full_size_file_with_other_group_counts_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(load_benchmark("vl-rewardbench", tmp_path / "ok.jsonl")) == 1250
-        assert (
-            len(load_benchmark("vl-rewardbench", tmp_path / "odd.jsonl", limit=1250)) == 1250
-        )  # --limit: no check
+        # --limit: no check
+        assert len(load_benchmark("vl-rewardbench", tmp_path / "odd.jsonl", limit=1250)) == 1250
     with pytest.warns(UserWarning, match="not comparable with the papers'"):
         load_benchmark("vl-rewardbench", tmp_path / "odd.jsonl")
 

@@ -30,9 +30,8 @@ def _message(err: DataError, path) -> str:
 @pytest.mark.parametrize("line, what", BROKEN, ids=["json", "utf8", "not-object"])
 def test_the_three_readers_report_the_same_file_line_form(tmp_path, line, what):
     path = tmp_path / "data.jsonl"
-    path.write_bytes(
-        b"\n" + line + json.dumps(GOOD).encode() + b"\n"
-    )  # line 1 blank: line 2 is the first record
+    # line 1 blank: line 2 is the first record
+    path.write_bytes(b"\n" + line + json.dumps(GOOD).encode() + b"\n")
     expected = f"{path}:2: {what}"
 
     with pytest.raises(DataError) as pair_err:

@@ -41,9 +41,8 @@ def wrapper_for(rm) -> nn.Module:
 
     import copy
 
-    config = copy.deepcopy(
-        rm.backbone.config
-    )  # TRL edits the config (pad/eos ids); the backbone keeps its own
+    # TRL edits the config (pad/eos ids); the backbone keeps its own
+    config = copy.deepcopy(rm.backbone.config)
     config.num_labels = 1
     return TrlRewardWrapper(config)
 

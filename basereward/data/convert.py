@@ -140,9 +140,8 @@ def iter_pairs(
             for pair in result:
                 check_pair(pair, where)
         except DataError as e:
-            err = (
-                e if str(e).startswith("[") else DataError(f"[{source}] {e}")
-            )  # every message names the source
+            # every message names the source
+            err = e if str(e).startswith("[") else DataError(f"[{source}] {e}")
             if on_error == "fail":
                 raise err from None
             stats.skip(err)

@@ -35,9 +35,8 @@ class Tally:
 class Result:
     headline: dict[str, float | int | None]
     categories: dict[str, Tally] = field(default_factory=dict)
-    extra: dict[str, object] = field(
-        default_factory=dict
-    )  # counts that explain a number (duplicates, acc+ per category)
+    # counts that explain a number (duplicates, acc+ per category)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def judge(pref: Sequence[float], rej: Sequence[float]) -> tuple[list[bool], list[bool]]:

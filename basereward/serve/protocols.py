@@ -88,12 +88,10 @@ class RewardSample(_Request):
 
     uid: str | None = None  # echoed back; lets RL clients join results to rollouts
     messages: list[ChatMessage] = Field(min_length=1)
-    images: list[str] = Field(
-        default_factory=list
-    )  # url | path | base64, filling image placeholders in order
-    videos: list[list[str]] = Field(
-        default_factory=list
-    )  # each video as its frames, filling video placeholders
+    # url | path | base64, filling image placeholders in order
+    images: list[str] = Field(default_factory=list)
+    # each video as its frames, filling video placeholders
+    videos: list[list[str]] = Field(default_factory=list)
     group: str | None = None  # GRPO group id: samples of one group are scored side by side
 
 
