@@ -129,10 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"basereward {verb}: error: {message}", file=sys.stderr)
         return 1
-    except (
-        DataError,
-        FileNotFoundError,
-    ) as e:  # bad input or a missing path: one line naming it, no traceback
+    # bad input or a missing path: one line naming it, no traceback
+    except (DataError, FileNotFoundError) as e:
         print(f"basereward {verb}: error: {e}", file=sys.stderr)
         return 1
     if "torch" in sys.modules and sys.modules["torch"].distributed.is_initialized():

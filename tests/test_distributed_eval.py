@@ -48,7 +48,7 @@ def one_process(capsys, argv: list) -> tuple[dict, str]:
 
 def two_ranks(argv: list) -> tuple[dict, str]:
     proc = torchrun(argv, nproc=2, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-12000:]
     json_lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(json_lines) == 1 and proc.stdout.strip().splitlines()[-1] == json_lines[0]  # rank 0 only
     return json.loads(json_lines[0]), proc.stdout

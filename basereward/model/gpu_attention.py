@@ -121,9 +121,8 @@ def varlen(backend: str, q, k, v, cu_q, cu_k, max_q: int, max_k: int, scale: flo
 
         params = inspect.signature(varlen_attn).parameters
         kw = {"scale": scale}
-        if (
-            "window_size" in params
-        ):  # newer PyTorch: causal = window (-1, 0), bottom-right like FlashAttention
+        # newer PyTorch: causal = window (-1, 0), bottom-right like FlashAttention
+        if "window_size" in params:
             kw["window_size"] = (-1, 0) if causal else (-1, -1)
         elif causal:
             kw["is_causal"] = True

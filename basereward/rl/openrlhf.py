@@ -62,9 +62,8 @@ def _post(url: str, body: dict, timeout: float, retries: int = 5) -> dict:
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return Reply(r.status, r.read(), r.headers.get("Retry-After"))
-        except (
-            urllib.error.HTTPError
-        ) as e:  # urllib raises on every non-2xx: an answer, not a transport failure
+        # urllib raises on every non-2xx: an answer, not a transport failure
+        except urllib.error.HTTPError as e:
             return Reply(e.code, e.read(), e.headers.get("Retry-After"))
 
     # URLError (refused, DNS) and socket timeouts are all OSErrors: the transient failures worth retrying.
