@@ -82,8 +82,12 @@ class Encoder:
     and image bytes): samples that repeat a prompt and its images (the G rollouts of a GRPO group, arriving at the
     server as separate requests) then share one chat-template render, one image decode and one patching. A hit
     returns the same `PromptEncoding` object, which nothing downstream mutates. Samples with videos are never
-    cached. `encode` may be called from several threads: HF fast tokenizers must not be entered by two at once,
-    so one lock covers the cache and the tokenizer.
+    cached. `encode` may be called from several threads (the server's preprocessing pool). Only what is not
+    thread-safe is serialised: HF fast tokenizers must not be entered by two threads at once (`_tok_lock` covers
+    every tokenizer call and chat-template render) and the LRU's bookkeeping (`_lock`). Image/video decoding and
+    the image processor's resize and patching, the heavy part, run outside both locks, so the threads encode image
+    requests in parallel (PIL's decoders and resampling release the GIL). Two threads missing the same prompt at
+    once both encode it; the first to finish is cached and both get that object.
     """
 
     def __init__(
@@ -106,20 +110,27 @@ class Encoder:
         self.max_source_pixels = max_source_pixels or MAX_SOURCE_PIXELS
         self.prompt_cache = prompt_cache  # capacity; 0 = off (may be changed later, e.g. by the server)
         self._prompts: OrderedDict[str, PromptEncoding] = OrderedDict()
+        # `_lock` guards the prompt cache, `_tok_lock` the tokenizer; neither is taken while holding the other
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
 
     def __getstate__(self) -> dict:
         # DataLoader workers receive the encoder pickled: a lock cannot be, and each worker keeps its own cache
         state = dict(self.__dict__)
-        state["_lock"], state["_prompts"] = None, OrderedDict()
+        state["_lock"], state["_tok_lock"], state["_prompts"] = None, None, OrderedDict()
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
+
+    def _ids(self, text: str) -> list[int]:
+        with self._tok_lock:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def response(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.end_id]
+        return self._ids(text) + [self.end_id]
 
     def prompt(self, sample: Sample) -> PromptEncoding:
         label = sample.id or "sample"
@@ -128,14 +139,17 @@ class Encoder:
                 raise DataError(
                     f"{label}: a text-only backbone ({self.model_type}) cannot take images or videos"
                 )
-            text = self.tokenizer.apply_chat_template(
-                sample.prompt, add_generation_prompt=True, tokenize=False
-            )
-            return PromptEncoding(input_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            with self._tok_lock:
+                text = self.tokenizer.apply_chat_template(
+                    sample.prompt, add_generation_prompt=True, tokenize=False
+                )
+            return PromptEncoding(input_ids=self._ids(text))
+        # decoded without a lock (see the class docstring): the slow part of a request's preprocessing
         images = [ref.load(max_pixels=self.max_source_pixels) for ref in sample.images]
-        text = self.processor.apply_chat_template(
-            to_content_parts(sample.prompt), add_generation_prompt=True, tokenize=False
-        )
+        with self._tok_lock:
+            text = self.processor.apply_chat_template(
+                to_content_parts(sample.prompt), add_generation_prompt=True, tokenize=False
+            )
         return self._vision_prompt(text, images, sample)
 
     def _vision_prompt(self, text: str, images: list, sample: Sample) -> PromptEncoding:
@@ -143,9 +157,10 @@ class Encoder:
         merged patch of its image / video. This is what the Qwen processor's `__call__` does (a test checks the
         ids, token types and pixels are identical) without its per-call overhead, and it can take videos, which
         the processor cannot without torchvision (video inputs are built from PIL frames in `basereward.video`)."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        image_pad = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-        video_pad = self.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+        ids = self._ids(text)
+        with self._tok_lock:
+            image_pad = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+            video_pad = self.tokenizer.convert_tokens_to_ids("<|video_pad|>")
         label = sample.id or "sample"
         if ids.count(image_pad) != len(images):
             raise DataError(
@@ -190,14 +205,19 @@ class Encoder:
             if not isinstance(r, str) or not r.strip():
                 raise DataError(f"{sample.id or 'sample'}: response {i} is empty")
         key = sample.prompt_key() if self.prompt_cache > 0 else None
-        with self._lock:
-            prompt = self._prompts.get(key) if key is not None else None
-            if prompt is None:
-                prompt = self.prompt(sample)
-                if key is not None:
-                    self._prompts[key] = prompt
+        prompt = None
+        if key is not None:
+            with self._lock:
+                prompt = self._prompts.get(key)
+                if prompt is not None:
+                    self._prompts.move_to_end(key)
+        if prompt is None:
+            prompt = self.prompt(sample)  # outside `_lock`: decoding must not block the other threads' hits
+            if key is not None:
+                with self._lock:
+                    # another thread may have cached this prompt meanwhile: keep one object per key
+                    prompt = self._prompts.setdefault(key, prompt)
+                    self._prompts.move_to_end(key)
                     while len(self._prompts) > self.prompt_cache:
                         self._prompts.popitem(last=False)
-            else:
-                self._prompts.move_to_end(key)
-            return EncodedSample(prompt, [self.response(r) for r in sample.responses], sample.id)
+        return EncodedSample(prompt, [self.response(r) for r in sample.responses], sample.id)

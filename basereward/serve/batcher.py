@@ -10,8 +10,13 @@ Within a batch, samples sharing a key (a GRPO group, or the same prompt + images
 adjacent samples whose prompt encodings are identical are merged into one sample with all their responses: the
 prefix-shared layout then runs that prompt and its images through the model once. When a batch needs several
 forwards, the groups are bucketed by token length first (similar lengths share a forward, so rows pad less). Each
-reward equals scoring that sample alone (to float rounding: batching pads rows, sharing changes no attention), and
-a failing batch is retried one sample at a time so a bad sample fails only its own request.
+reward equals scoring that sample alone (to float rounding: batching pads rows, sharing changes no attention).
+
+A failing forward is bisected: each half is retried, a half that succeeds answers its samples, and a failing half is
+split again until the failing sample is alone, where its exception becomes its request's error (the service maps
+the type: a `DataError` is the client's fault). One bad sample among N then costs about 2*log2(N) extra forwards
+instead of N serial ones (an out-of-memory batch would otherwise become N forwards at batch size 1); the worst case,
+every sample failing, is 2N-1 forwards.
 """
 
 from __future__ import annotations
@@ -148,19 +153,13 @@ class DynamicBatcher:
             enc = [live[j].encoded[s] for j, s in chunk]
             rows = sum(len(e.responses) for e in enc)
             t0 = time.monotonic()
-            try:
-                out = self._forward_merged(enc)
-            except Exception:  # noqa: BLE001 - isolate the bad sample: retry one at a time
-                out = []
-                for (j, _), e in zip(chunk, enc):
-                    try:
-                        out.append(self.forward([e])[0])
-                    except Exception as err:  # noqa: BLE001 - reported to that job's request
-                        failures.setdefault(j, err)
-                        out.append(None)
+            out = self._isolating(enc)
             dt = time.monotonic() - t0
             for (j, s), r in zip(chunk, out):
-                rewards[j][s] = r
+                if isinstance(r, BaseException):
+                    failures.setdefault(j, r)
+                else:
+                    rewards[j][s] = r
                 pending[j] -= 1
             for j in dict.fromkeys(j for j, _ in chunk):
                 forward_s[j] += dt
@@ -177,6 +176,19 @@ class DynamicBatcher:
                         )
             if self.on_batch is not None:
                 self.on_batch(rows, dt, start - min(job.enqueued for job in live))
+
+    def _isolating(self, enc: list[EncodedSample]) -> list[list[float] | BaseException]:
+        """Rewards per sample; a sample that fails alone gets its exception instead. On failure, retry each half
+        (bisection), so samples that do not share a forward with the bad one are still scored, in O(log N) forwards."""
+        try:
+            return list(self._forward_merged(enc))
+        except Exception as err:  # noqa: BLE001 - reported to the failing sample's request below
+            if _is_oom(err):
+                torch.cuda.empty_cache()  # the halves need the memory the failed batch left cached
+            if len(enc) == 1:
+                return [err]
+        mid = len(enc) // 2
+        return self._isolating(enc[:mid]) + self._isolating(enc[mid:])
 
     def _forward_merged(self, enc: list[EncodedSample]) -> list[list[float]]:
         """Adjacent samples with an identical prompt encoding (same ids and pixels: the same prompt and images from
@@ -226,6 +238,10 @@ class DynamicBatcher:
         if cur:
             chunks.append(cur)
         return chunks
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) and torch.cuda.is_available()
 
 
 def sample_tokens(e: EncodedSample) -> int:
