@@ -42,6 +42,7 @@ def test_every_flag_reaches_its_field():
     argv += ["--max-image-pixels", "100", "--max-body-mb", "1.5", "--max-tokens", "512", "--max-samples", "8"]
     argv += ["--prompt-cache", "0", "--request-timeout-s", "9.5", "--get-reward-path", "/reward"]
     argv += ["--threads", "1", "--log-level", "info"]
+    argv += ["--max-queue-mb", "3", "--media-cache-mb", "2", "--api-key", "k"]
     c = cli.ServeConfig.from_args(parse(argv))
     defaults = cli.ServeConfig(model="m")
     assert [f.name for f in fields(c) if getattr(c, f.name) == getattr(defaults, f.name)] == ["model"]

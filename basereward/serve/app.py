@@ -9,8 +9,9 @@
     GET  /health, /v1/models, /metrics   operations (routes_ops.py)
 
 Scores are the raw logit unless the request asks for sigmoid (`use_activation`/`activation`, `return: ["prob"]`).
-Every bad request is a 4xx `ErrorResponse` whose message names the field; the body-size guard answers 413 before
-the body is read (errors.py).
+Every bad request is a 4xx `ErrorResponse` whose message names the field; the guard (errors.py) answers 401 without
+the API key (when one is set; /health stays open), 413 before an oversized body is read and 429 when the byte budget
+of requests in flight is full; a request not scored by its deadline is answered 503 (service.py).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def create_app(
     *,
     max_body_bytes: int = 64 * 1024 * 1024,
     get_reward_paths: tuple[str, ...] = ("/get_reward",),
+    api_key: str | None = None,
 ) -> FastAPI:
-    """The app over a (not yet started) service; the service starts and stops with the app's lifespan."""
+    """The app over a (not yet started) service; the service starts and stops with the app's lifespan. With
+    `api_key`, every route but /health needs `Authorization: Bearer <api_key>`."""
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -55,7 +58,14 @@ def create_app(
     install_error_handlers(app)
     # Metrics label requests by the paths this app serves (not FastAPI's docs pages, not whatever a client probes).
     served = {r.path for router in routers for r in router.routes if isinstance(r, APIRoute)}
-    app.add_middleware(BodyGuard, metrics=service.metrics, max_body_bytes=max_body_bytes, routes=served)
+    app.add_middleware(
+        BodyGuard,
+        metrics=service.metrics,
+        max_body_bytes=max_body_bytes,
+        routes=served,
+        budget=service.queue_budget,
+        api_key=api_key,
+    )
     service.metrics.watch(
         queue_depth=lambda: sum(m.batcher.qsize() for m in service.all_members),
         max_batch_size=service.max_batch_size,

@@ -2,20 +2,27 @@
 
     basereward serve --model runs/demo/train/final [--host 127.0.0.1] [--port 8000] [--max-batch-size 32]
         [--max-batch-tokens 32768] [--max-wait-ms 5] [--ensemble-model DIR ...] [--text-model DIR]
-        [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/]
+        [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/] [--api-key KEY]
+        [--max-body-mb 64] [--max-queue-mb 1024] [--media-cache-mb 1024] [--request-timeout-s 150]
 
 From Python: `build_app(ServeConfig(model="runs/demo/train/final", max_batch_size=8))` is the same app, typed;
 `run(args)` only turns the parsed flags into a `ServeConfig` and runs uvicorn on it.
 
 Binds 127.0.0.1 unless told otherwise: the server reads media on a client's word (data URIs; paths only under
---image-root; URLs only under an allowed prefix), so exposing it is an explicit choice. Routes and contracts:
-`basereward.serve.app`. On shutdown (Ctrl-C) the last stdout line is a JSON summary.
+--image-root; URLs only under an allowed prefix), so exposing it is an explicit choice, and binding every interface
+without an API key (`--api-key`, or the BASEREWARD_API_KEY environment variable) prints a warning. Routes and
+contracts: `basereward.serve.app`.
+
+Shutdown (SIGTERM or Ctrl-C) is graceful: uvicorn stops accepting connections and waits for the requests in flight
+to be answered, then the lifespan stops the batchers (each scores what is still queued first); the process exits 0
+with a JSON summary as the last stdout line.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from basereward.config import call_with_flags
@@ -45,6 +52,8 @@ class ServeConfig:
     max_images: int = 16
     max_image_pixels: int = 16_777_216
     max_body_mb: float = 64.0
+    max_queue_mb: float = 1024.0  # bodies and encodings of the requests in flight; over it: 429
+    media_cache_mb: float = 1024.0  # the POST /v1/media registry's images; over it: least recently used go
     max_tokens: int | None = None
     max_samples: int = 1024
     prompt_cache: int = 64
@@ -52,6 +61,7 @@ class ServeConfig:
     get_reward_paths: tuple[str, ...] = ()  # extra paths: /get_reward is always served
     threads: int | None = None
     log_level: str = "warning"
+    api_key: str | None = field(default=None, repr=False)  # a secret: kept out of logs and tracebacks
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -61,7 +71,12 @@ class ServeConfig:
             ensemble_models=tuple(args.ensemble_model),
             allow_url_prefixes=tuple(args.allow_url_prefix),
             get_reward_paths=tuple(args.get_reward_path),
+            # The environment variable keeps the key out of `ps` and shell history.
+            api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         )
+
+
+API_KEY_ENV = "BASEREWARD_API_KEY"
 
 
 def add_args(p) -> None:
@@ -122,6 +137,18 @@ def add_args(p) -> None:
     )
     p.add_argument("--max-body-mb", type=float, default=d.max_body_mb, help="request body size limit in MiB")
     p.add_argument(
+        "--max-queue-mb",
+        type=float,
+        default=d.max_queue_mb,
+        help="MiB of request bodies and queued encodings held at once; over it new requests get 429",
+    )
+    p.add_argument(
+        "--media-cache-mb",
+        type=float,
+        default=d.media_cache_mb,
+        help="MiB of images kept by POST /v1/media (least recently used evicted first)",
+    )
+    p.add_argument(
         "--max-tokens", type=int, default=None, help="tokens per sequence (default: the model's limit)"
     )
     p.add_argument("--max-samples", type=int, default=d.max_samples, help="samples per request")
@@ -132,7 +159,7 @@ def add_args(p) -> None:
         "--request-timeout-s",
         type=float,
         default=d.request_timeout_s,
-        help="answer 429 after this long in queue",
+        help="answer 503 (and drop the request unscored) when it is not scored within this many seconds",
     )
     p.add_argument(
         "--get-reward-path",
@@ -142,6 +169,11 @@ def add_args(p) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads (default: torch's)")
     p.add_argument("--log-level", default=d.log_level, help="uvicorn log level")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require Authorization: Bearer KEY on every route but /health (default: ${API_KEY_ENV} if set)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -191,17 +223,30 @@ def build_app(config: ServeConfig) -> FastAPI:
         max_wait_ms=0.0 if c.deterministic else c.max_wait_ms,
         max_tokens=c.max_tokens,
         max_samples=c.max_samples,
+        max_queue_bytes=mib(c.max_queue_mb),
+        media_cache_bytes=mib(c.media_cache_mb),
         request_timeout_s=c.request_timeout_s,
         prompt_cache_size=c.prompt_cache,
     )
     paths = tuple(dict.fromkeys(["/get_reward", *c.get_reward_paths]))
-    return create_app(service, max_body_bytes=int(c.max_body_mb * 1024 * 1024), get_reward_paths=paths)
+    return create_app(service, max_body_bytes=mib(c.max_body_mb), get_reward_paths=paths, api_key=c.api_key)
+
+
+def mib(value: float) -> int:
+    return int(value * 1024 * 1024)
+
+
+def exposed_without_key(config: ServeConfig) -> bool:
+    """Bound to every interface (IPv4 or IPv6 wildcard) with no API key: anyone who can reach the host can score."""
+    return config.host.strip("[]") in ("0.0.0.0", "::", "") and not config.api_key
 
 
 def serve(config: ServeConfig) -> dict:
     """Build the app, serve it until shutdown, and return the run's summary."""
     import gc
+    import signal
     import sys
+    import threading
 
     import uvicorn
 
@@ -216,7 +261,23 @@ def serve(config: ServeConfig) -> dict:
         f"(max batch {service.max_batch_size}, max wait {service.max_wait_ms:g} ms)",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    if exposed_without_key(config):
+        print(
+            f"basereward serve: WARNING: listening on every interface ({config.host}) with no API key: anyone "
+            f"who can reach this host can use the server; set --api-key or {API_KEY_ENV}",
+            file=sys.stderr,
+        )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler installed before
+    # it ran: the default one would kill the process (-15) after the graceful part and lose the summary. This one
+    # does nothing, since shutdown is complete by then.
+    handled = (signal.SIGTERM, signal.SIGINT)
+    main = threading.current_thread() is threading.main_thread()
+    before = {s: signal.signal(s, lambda *_: None) for s in handled} if main else {}
+    try:
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     m = service.metrics
     return {
         "model": service.model_name,

@@ -1,9 +1,15 @@
-"""How the server fails: every error is a 4xx/5xx `ErrorResponse` whose message names the field, and the body-size
-guard (ASGI middleware) answers 413 before a body over the limit is read. It also records each request's route,
-status and latency, because it is the one place that sees every response, error answers included."""
+"""How the server fails: every error is a 4xx/5xx `ErrorResponse` whose message names the field. The guard (ASGI
+middleware, `BodyGuard`) runs before any route: it checks the bearer token when the server has an API key (401),
+answers 413 before a body over the limit is read, and 429 when the bodies and queued work of the requests in flight
+would take the byte budget over its capacity. It also records each request's route, status and latency, because it
+is the one place that sees every response, error answers included.
+
+Retry-After comes with every answer that a retry can fix: 429 (busy) and 503 (not scored by the deadline); the RL
+clients' retry helper (`basereward.rl.retry`) retries exactly those two."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
@@ -16,9 +22,11 @@ from basereward.serve import protocols as P
 from basereward.serve.media import RequestError
 from basereward.serve.metrics import Metrics
 from basereward.serve.parse import BadRequest
-from basereward.serve.service import Busy
+from basereward.serve.service import Busy, ByteBudget, Overdue, Ticket, current_ticket
 
 log = logging.getLogger("basereward.serve")
+RETRY_AFTER = "1"  # seconds: what the RL clients' retry helper waits before trying again
+OPEN_PATHS = frozenset({"/health"})  # answered without the API key: load balancers' and orchestrators' probes
 
 
 def error_response(
@@ -82,13 +90,22 @@ async def _busy(_request, exc: Busy):
     resp = error_response(
         429, [P.FieldError(field="body", message=f"server busy: {exc}")], "rate_limit_error"
     )
-    resp.headers["Retry-After"] = "1"  # what the RL clients' retry helper waits before trying again
+    resp.headers["Retry-After"] = RETRY_AFTER
+    return resp
+
+
+async def _overdue(_request, exc: Overdue):
+    resp = error_response(503, [P.FieldError(field="body", message=f"timed out: {exc}")], "server_error")
+    resp.headers["Retry-After"] = RETRY_AFTER
     return resp
 
 
 async def _http_error(_request, exc: HTTPException):
-    field = "body" if exc.status_code in (400, 413) else "path"
-    return error_response(exc.status_code, [P.FieldError(field=field, message=str(exc.detail))])
+    field = "body" if exc.status_code in (400, 413, 429) else "path"
+    type_ = "rate_limit_error" if exc.status_code == 429 else "invalid_request_error"
+    resp = error_response(exc.status_code, [P.FieldError(field=field, message=str(exc.detail))], type_)
+    resp.headers.update(getattr(exc, "headers", None) or {})  # Retry-After of a 429 raised mid-body
+    return resp
 
 
 async def _internal(_request, exc: Exception):
@@ -104,6 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
         (BadRequest, _bad_request),
         (RequestError, _request_error),
         (Busy, _busy),
+        (Overdue, _overdue),
         (HTTPException, _http_error),
         (Exception, _internal),
     ):
@@ -111,12 +129,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyGuard:
-    """ASGI middleware: refuses bodies over `max_body_bytes` (413, by Content-Length before reading, or while a
-    chunked body streams in) and records every request's route, status and latency. Paths outside `routes` are
+    """ASGI middleware, in this order: the API key (`api_key`; `OPEN_PATHS` need none; 401 with
+    `WWW-Authenticate: Bearer`), the body limit (`max_body_bytes`: 413, by Content-Length before reading, or while a
+    chunked body streams in) and the byte budget (`budget`: a body counts against it from arrival to response; 429
+    with Retry-After when full). Records every request's route, status and latency; paths outside `routes` are
     counted as "other" so that scanners probing random paths cannot grow the metrics' label sets."""
 
-    def __init__(self, app, metrics: Metrics, max_body_bytes: int, routes: set[str]):
+    def __init__(
+        self,
+        app,
+        metrics: Metrics,
+        max_body_bytes: int,
+        routes: set[str],
+        budget: ByteBudget | None = None,
+        api_key: str | None = None,
+    ):
         self.app, self.metrics, self.max_body_bytes, self.routes = app, metrics, max_body_bytes, routes
+        self.budget = budget or ByteBudget(None)
+        self.api_key = api_key.encode() if api_key else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -129,29 +159,63 @@ class BodyGuard:
                 status[0] = message["status"]
             await send(message)
 
+        ticket = Ticket(self.budget)
+        token = current_ticket.set(ticket)
         try:
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                code = 413 if length.isdigit() else 400
-                why = (
-                    f"request body over the limit of {self.max_body_bytes} bytes"
-                    if code == 413
-                    else "bad length"
-                )
-                await error_response(code, [P.FieldError(field="body", message=why)])(
-                    scope, receive, send_status
-                )
+            headers = dict(scope.get("headers") or [])
+            refusal = self._refusal(scope, headers, ticket)
+            if refusal is not None:
+                await refusal(scope, receive, send_status)
                 return
             seen = 0
+            counted = b"content-length" in headers  # already taken from the budget in full
 
             async def limited_receive():
                 nonlocal seen
                 message = await receive()
-                seen += len(message.get("body", b"")) if message["type"] == "http.request" else 0
+                n = len(message.get("body", b"")) if message["type"] == "http.request" else 0
+                seen += n
                 if seen > self.max_body_bytes:
                     raise HTTPException(413, f"request body over the limit of {self.max_body_bytes} bytes")
+                if n and not counted and not ticket.take(n):
+                    raise HTTPException(429, self._busy_detail(), headers={"Retry-After": RETRY_AFTER})
                 return message
 
             await self.app(scope, limited_receive, send_status)
         finally:
+            ticket.close()
+            current_ticket.reset(token)
             self.metrics.record_request(route, status[0], time.monotonic() - t0)
+
+    def _refusal(self, scope, headers: dict, ticket: Ticket) -> JSONResponse | None:
+        """The answer to a request refused before its body is read, or None."""
+        if self.api_key is not None and scope["path"] not in OPEN_PATHS:
+            scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+            # compare_digest: the time taken does not tell how much of a guess was right (the scheme name is
+            # case-insensitive, RFC 9110)
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.api_key):
+                why = "missing or wrong API key (send Authorization: Bearer <key>)"
+                resp = error_response(401, [P.FieldError(field="authorization", message=why)], "auth_error")
+                resp.headers["WWW-Authenticate"] = "Bearer"
+                return resp
+        length = headers.get(b"content-length")
+        if length is None:
+            return None
+        if not length.isdigit():
+            return error_response(400, [P.FieldError(field="body", message="bad length")])
+        if int(length) > self.max_body_bytes:
+            why = f"request body over the limit of {self.max_body_bytes} bytes"
+            return error_response(413, [P.FieldError(field="body", message=why)])
+        if not ticket.take(int(length)):
+            resp = error_response(
+                429, [P.FieldError(field="body", message=self._busy_detail())], "rate_limit_error"
+            )
+            resp.headers["Retry-After"] = RETRY_AFTER
+            return resp
+        return None
+
+    def _busy_detail(self) -> str:
+        b = self.budget
+        return (
+            f"server busy: {b.used} bytes of requests in flight, the budget is {b.capacity} (--max-queue-mb)"
+        )

@@ -175,34 +175,61 @@ def _fetch(url: str, field: str, policy: MediaPolicy) -> bytes:
     return b"".join(chunks)
 
 
+def ref_bytes(ref: ImageRef) -> int:
+    """Memory an image reference holds: its encoded bytes, or (a path under the image root) about a path's worth."""
+    return len(ref.data) if ref.data is not None else 256
+
+
 class MediaRegistry:
     """uid -> a prompt's images, for clients that cannot attach media to each request (docs/server-api.md
     §4): they register the images once with `POST /v1/media`, then text-only `/get_reward` queries carrying that uid
-    are scored with them. Bounded (least recently used entries go first); safe to call from several threads."""
+    are scored with them. Bounded by entries and by the bytes the images hold (`max_bytes`): least recently used
+    entries go first. A count alone would not bound memory: 100,000 entries of 16 images of 32 MB each is 51 TB.
+    Safe to call from several threads."""
 
-    def __init__(self, max_entries: int = 100_000):
+    def __init__(self, max_entries: int = 100_000, max_bytes: int | None = 1024 * 1024 * 1024):
         import threading
         from collections import OrderedDict
 
         self.max_entries = max_entries
-        self._items: OrderedDict[str, list[ImageRef]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0  # what the stored entries hold now
+        self._items: OrderedDict[str, tuple[list[ImageRef], int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def put(self, uid: str, images: list[ImageRef]) -> None:
+        """Store (or replace) `uid`'s images, evicting the least recently used entries until the bounds hold.
+        Raises `RequestError` when these images alone are over the byte budget: nothing is evicted for them."""
+        size = sum(ref_bytes(r) for r in images)
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise RequestError(
+                "images", f"{size} bytes of images, over the media registry's budget of {self.max_bytes}"
+            )
         with self._lock:
-            self._items[uid] = list(images)
-            self._items.move_to_end(uid)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
+            old = self._items.pop(uid, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._items[uid] = (list(images), size)
+            self.bytes += size
+            while len(self._items) > self.max_entries or (
+                self.max_bytes is not None and self.bytes > self.max_bytes
+            ):
+                _, (_, freed) = self._items.popitem(last=False)
+                self.bytes -= freed
 
     def get(self, uid: str | None) -> list[ImageRef] | None:
         if uid is None:
             return None
         with self._lock:
-            images = self._items.get(uid)
-            if images is not None:
-                self._items.move_to_end(uid)
-            return images
+            entry = self._items.get(uid)
+            if entry is None:
+                return None
+            self._items.move_to_end(uid)
+            return entry[0]
+
+    def __contains__(self, uid: str) -> bool:
+        with self._lock:
+            return uid in self._items
 
     def __len__(self) -> int:
         return len(self._items)

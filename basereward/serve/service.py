@@ -1,7 +1,13 @@
 """The server's scoring service: parsed samples -> encoded (the one preprocessing path) -> batched forward -> raw
 rewards. Every route calls `RewardService.score`; it owns the limits that are about scoring (tokens per sequence,
-samples per request, queue size, request timeout) and turns every failure a request can cause into a
+samples per request, queue size and bytes, request deadline) and turns every failure a request can cause into a
 `RequestError`/`BadRequest` (HTTP 4xx), never a crash.
+
+Memory under load is bounded by bytes, not only by counts: every request holds a `Ticket` on the service's
+`ByteBudget` (`--max-queue-mb`) for its body while it is read and handled (errors.BodyGuard) and for its images and
+encodings while they wait for and ride in a batch; a request that would take the budget over its capacity is answered 429
+(`Busy`). A request alone in the budget is always admitted (its size is bounded by `--max-body-mb` and the image
+limits), so an oversized budget setting can never refuse every request.
 
 Models: one reward model, or several (docs/server-api.md §5.3 "Multi-RM"). `ensemble` scorers are averaged with the
 main one: raw = mean of the members' raw rewards (the paper's ensembling rule), normalized = mean of each member's
@@ -19,7 +25,9 @@ decode and one prompt encoding.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +36,7 @@ from pathlib import Path
 
 from basereward.scoring import RewardScorer, model_device
 from basereward.serve.batcher import DynamicBatcher, JobResult, QueueFull
-from basereward.serve.media import MediaPolicy, MediaRegistry, RequestError
+from basereward.serve.media import MediaPolicy, MediaRegistry, RequestError, ref_bytes
 from basereward.serve.metrics import Metrics
 from basereward.serve.parse import BadRequest, Parsed
 from basereward.template import EncodedSample
@@ -36,7 +44,62 @@ from basereward.types import DataError, Sample
 
 
 class Busy(RuntimeError):
-    """The queue is full or the request waited past its timeout: retry later (HTTP 429)."""
+    """The queue is full (by count or bytes): retry later (HTTP 429)."""
+
+
+class Overdue(RuntimeError):
+    """The request was not scored by its deadline (`--request-timeout-s`); it was dropped unscored if it had not
+    reached a batch yet: retry later (HTTP 503)."""
+
+
+class ByteBudget:
+    """Bytes held by requests in flight, against a capacity (None: unbounded). Thread-safe."""
+
+    def __init__(self, capacity: int | None):
+        self.capacity = capacity
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int, own: int = 0) -> bool:
+        """Reserve `n` bytes for a holder that already has `own`; False (nothing reserved) when that would pass the
+        capacity while other holders hold bytes too."""
+        with self._lock:
+            if self.capacity is not None and self.used > own and self.used + n > self.capacity:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+class Ticket:
+    """One request's share of a `ByteBudget`; `close()` returns all of it."""
+
+    def __init__(self, budget: ByteBudget):
+        self.budget, self.held = budget, 0
+
+    def take(self, n: int) -> bool:
+        if not self.budget.take(n, self.held):
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        n = min(n, self.held)
+        self.held -= n
+        self.budget.give(n)
+
+    def close(self) -> None:
+        self.give(self.held)
+
+
+# The ticket of the request being handled, set by errors.BodyGuard (pure ASGI middleware: the route runs in the
+# same task, so it sees it); a service called without the middleware makes its own.
+current_ticket: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
+    "basereward_ticket", default=None
+)
 
 
 @dataclass
@@ -125,6 +188,8 @@ class RewardService:
         max_tokens: int | None = None,
         max_samples: int = 1024,
         max_queue: int = 4096,
+        max_queue_bytes: int | None = 1024 * 1024 * 1024,
+        media_cache_bytes: int | None = 1024 * 1024 * 1024,
         request_timeout_s: float = 150.0,
         preprocess_threads: int = 2,
         prompt_cache_size: int = 64,
@@ -159,7 +224,9 @@ class RewardService:
         revisions = [m.revision for m in self.all_members]
         combined = hashlib.sha256("|".join(revisions).encode()).hexdigest()[:12]
         self.revision = revisions[0] if len(revisions) == 1 else combined
-        self.media = MediaRegistry()  # uid -> images registered with POST /v1/media
+        # uid -> images registered with POST /v1/media
+        self.media = MediaRegistry(max_bytes=media_cache_bytes)
+        self.queue_budget = ByteBudget(max_queue_bytes)
 
     @property
     def all_members(self) -> list[Member]:
@@ -194,23 +261,49 @@ class RewardService:
         t0 = time.monotonic()
         parsed, work, tokens = await loop.run_in_executor(self._pool, self._prepare, parse)
         preprocess_ms = (time.monotonic() - t0) * 1000
+        ticket = current_ticket.get()
+        own_ticket = ticket is None
+        ticket = Ticket(self.queue_budget) if own_ticket else ticket
+        # What the request holds while it waits, beyond its body (counted by the middleware): the images' encoded
+        # bytes its samples keep and the encodings.
+        cost = sum(sample_bytes(p.sample) for p in parsed)
+        cost += sum(encoded_bytes(e) for w in work for e in w.encoded)
+        if not ticket.take(cost):
+            if own_ticket:
+                ticket.close()
+            b = self.queue_budget
+            raise Busy(
+                f"{b.used} bytes of requests already queued, the budget is {b.capacity} (--max-queue-mb)"
+            )
         futures = []
         try:
-            for w in work:
-                futures.append(w.member.batcher.submit(w.encoded, w.keys))
-        except QueueFull as e:
+            try:
+                for w in work:
+                    futures.append(w.member.batcher.submit(w.encoded, w.keys))
+            except QueueFull as e:
+                raise Busy(str(e)) from e
+            # The deadline runs from arrival at the service: preprocessing counts against it too.
+            left = self.request_timeout_s - (time.monotonic() - t0)
+            try:
+                results: list[JobResult] = await asyncio.wait_for(
+                    asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), max(left, 0.0)
+                )
+            except asyncio.TimeoutError as e:
+                raise Overdue(f"not scored within {self.request_timeout_s:g} s") from e
+            except Exception as e:  # noqa: BLE001 - the forward failed on this request's own samples
+                field = parsed[0].field if len(parsed) == 1 else "body"
+                why = f"could not be scored: {type(e).__name__}: {e}"
+                raise BadRequest([RequestError(field, why)]) from e
+        finally:
+            # A job that has not reached a batch yet is dropped unscored (the batcher skips cancelled futures); one
+            # already in a forward cannot be stopped and its result is discarded. Either way its share of the budget
+            # is returned now (a skipped job's encodings are freed when the worker pops it).
             for f in futures:
                 f.cancel()
-            raise Busy(str(e)) from e
-        try:
-            results: list[JobResult] = await asyncio.wait_for(
-                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), self.request_timeout_s
-            )
-        except asyncio.TimeoutError as e:
-            raise Busy(f"not scored within {self.request_timeout_s:g} s") from e
-        except Exception as e:  # noqa: BLE001 - the forward failed on this request's own samples
-            field = parsed[0].field if len(parsed) == 1 else "body"
-            raise BadRequest([RequestError(field, f"could not be scored: {type(e).__name__}: {e}")]) from e
+            if own_ticket:
+                ticket.close()
+            else:
+                ticket.give(cost)
         self.metrics.record_samples(route, len(parsed))
         raws: list[list[float]] = [[] for _ in parsed]
         norms: list[list[float]] = [[] for _ in parsed]
@@ -258,6 +351,21 @@ class RewardService:
         if errors:
             raise BadRequest(errors)
         return parsed, list(work.values()), tokens
+
+
+def sample_bytes(s: Sample) -> int:
+    """Bytes of the images a parsed sample keeps (data URIs decoded; a path counts a few hundred bytes)."""
+    return sum(ref_bytes(r) for r in s.images) + sum(ref_bytes(r) for v in s.videos for r in v.frames)
+
+
+def encoded_bytes(e: EncodedSample) -> int:
+    """Memory one queued encoding holds: its vision tensors and (as Python ints, ~32 bytes each) its token ids."""
+    p = e.prompt
+    n = 32 * (len(p.input_ids) + sum(len(r) for r in e.responses))
+    for t in (p.pixel_values, p.pixel_values_videos):
+        if t is not None:
+            n += t.numel() * t.element_size()
+    return n
 
 
 def _located(field: str, message: str) -> RequestError:
