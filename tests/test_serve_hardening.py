@@ -156,6 +156,57 @@ def test_request_past_its_deadline_is_503_and_dropped_unscored(rm):
     assert gate.calls == 2  # a's forward (already running) and c's: b never reached the model
 
 
+def test_a_failing_sample_is_500_or_422_by_cause_and_its_batch_mates_are_answered(rm):
+    """The batcher isolates a sample whose forward fails; the service answers it by cause: a client mistake found
+    at scoring time (DataError) is 422, anything else (an out-of-memory, a bug) a 500 naming the field, and every
+    other request that shared its batch gets its 200."""
+    from basereward.types import DataError
+
+    svc = service(rm, max_batch_size=8, max_wait_ms=200.0)
+    batcher = svc.members[0].batcher
+    forward = batcher.forward
+
+    tok = svc.members[0].scorer.encoder.processor.tokenizer
+    boom, bad = (tok(t, add_special_tokens=False)["input_ids"] for t in ("boom boom boom", "bad answer"))
+
+    def starts(encoded, ids):  # requests with one prompt arrive merged: look at every response
+        return any(list(r[: len(ids)]) == ids for e in encoded for r in e.responses)
+
+    def poisoned(encoded):
+        if starts(encoded, boom):
+            raise RuntimeError("device out of memory")
+        if starts(encoded, bad):
+            raise DataError("a sample the model cannot take")
+        return forward(encoded)
+
+    batcher.forward = poisoned
+
+    def body(answer):
+        return {
+            "samples": [
+                {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": answer}]}
+            ]
+        }
+
+    answers = ["yo", "boom boom boom", "hello there", "bad answer", "fine thanks"]
+    out = {a: [] for a in answers}
+    with live_server(create_app(svc)) as url:
+        threads = [post_in_thread(f"{url}/v1/reward", body(a), out[a]) for a in answers]
+        for t in threads:
+            t.join(60)
+    status = {a: out[a][0].status_code for a in answers}
+    assert status == {
+        "yo": 200,
+        "boom boom boom": 500,
+        "hello there": 200,
+        "bad answer": 422,
+        "fine thanks": 200,
+    }
+    err = out["boom boom boom"][0].json()["error"]
+    assert "RuntimeError: device out of memory" in err["message"] and err["type"] == "server_error"
+    assert "DataError" in out["bad answer"][0].json()["error"]["message"]
+
+
 # ---- API key ---------------------------------------------------------------------------------------------------
 
 

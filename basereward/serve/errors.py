@@ -22,7 +22,7 @@ from basereward.serve import protocols as P
 from basereward.serve.media import RequestError
 from basereward.serve.metrics import Metrics
 from basereward.serve.parse import BadRequest
-from basereward.serve.service import Busy, ByteBudget, Overdue, Ticket, current_ticket
+from basereward.serve.service import Busy, ByteBudget, Overdue, ScoringFailed, Ticket, current_ticket
 
 log = logging.getLogger("basereward.serve")
 RETRY_AFTER = "1"  # seconds: what the RL clients' retry helper waits before trying again
@@ -108,6 +108,11 @@ async def _http_error(_request, exc: HTTPException):
     return resp
 
 
+async def _scoring_failed(_request, exc: ScoringFailed):
+    log.error("scoring failed on %s: %s", exc.field, exc.detail, exc_info=exc.__cause__)
+    return error_response(500, [P.FieldError(field=exc.field, message=exc.detail)], "server_error")
+
+
 async def _internal(_request, exc: Exception):
     log.exception("internal error")
     return error_response(
@@ -122,6 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
         (RequestError, _request_error),
         (Busy, _busy),
         (Overdue, _overdue),
+        (ScoringFailed, _scoring_failed),
         (HTTPException, _http_error),
         (Exception, _internal),
     ):

@@ -47,6 +47,16 @@ class Busy(RuntimeError):
     """The queue is full (by count or bytes): retry later (HTTP 429)."""
 
 
+class ScoringFailed(RuntimeError):
+    """The model failed on this request's own samples for a reason that is not the client's (an out-of-memory, a
+    bug): HTTP 500 naming the field. A client mistake found only at scoring time (a DataError) is a 422 instead.
+    The batcher has already isolated the failing sample, so the other requests of its batch were answered."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(detail)
+        self.field, self.detail = field, detail
+
+
 class Overdue(RuntimeError):
     """The request was not scored by its deadline (`--request-timeout-s`); it was dropped unscored if it had not
     reached a batch yet: retry later (HTTP 503)."""
@@ -293,7 +303,9 @@ class RewardService:
             except Exception as e:  # noqa: BLE001 - the forward failed on this request's own samples
                 field = parsed[0].field if len(parsed) == 1 else "body"
                 why = f"could not be scored: {type(e).__name__}: {e}"
-                raise BadRequest([RequestError(field, why)]) from e
+                if isinstance(e, DataError):
+                    raise BadRequest([RequestError(field, why)]) from e
+                raise ScoringFailed(field, why) from e
         finally:
             # A job that has not reached a batch yet is dropped unscored (the batcher skips cancelled futures); one
             # already in a forward cannot be stopped and its result is discarded. Either way its share of the budget
