@@ -16,11 +16,14 @@ A LoRA model (`basereward.model.lora`) writes an *adapter checkpoint* instead of
 so a run's checkpoints do not each copy the frozen base. `load_reward_model` loads the base from the recorded path
 (or `base_model=`), injects and fills the adapters and merges them; `basereward export` writes a plain directory.
 
-Only safetensors and JSON are read back: nothing is unpickled.
+Only safetensors and JSON are read back: nothing is unpickled. Loading is strict: a malformed basereward.json, a
+head or adapter file whose tensors do not fit, or a backbone with a tensor missing is a `DataError` naming the file
+(and field or tensor), never a model with silently random weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -33,6 +36,7 @@ from basereward.collate import Batch
 from basereward.config import HeadConfig
 from basereward.model.backbone import hidden_size, load_backbone, model_type_of
 from basereward.model.head import RewardHead
+from basereward.types import DataError
 
 META_FILE = "basereward.json"
 HEAD_FILE = "head.safetensors"
@@ -237,17 +241,19 @@ def load_reward_model(
     from basereward.model.processor import load_processor
 
     model_dir = Path(model_dir)
-    meta_path = model_dir / META_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {META_FILE}; not a basereward checkpoint (train one first)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{meta_path}: format_version {meta['format_version']} is newer than this library's")
+    meta = read_metadata(model_dir)
+    head_cfg = HeadConfig(**meta["head"])  # validated by read_metadata
     adapter = meta.get("adapter")
     weights_dir = model_dir if adapter is None else _adapter_base(model_dir, adapter, meta, base_model)
     backbone = load_backbone(weights_dir, dtype=dtype, attn_implementation=attn_implementation)
-    head = RewardHead(hidden_size(backbone), HeadConfig(**meta["head"]))
-    head.load_state_dict(load_file(str(model_dir / HEAD_FILE)))
+    hidden = hidden_size(backbone)
+    if meta.get("hidden_size") is not None and meta["hidden_size"] != hidden:
+        raise DataError(
+            f"{model_dir / META_FILE}: field hidden_size is {meta['hidden_size']}, but the backbone in "
+            f"{weights_dir} has hidden size {hidden}"
+        )
+    head = RewardHead(hidden, head_cfg)
+    _load_strict(head, model_dir / HEAD_FILE, "the reward head")
     model = RewardModel(backbone, head, meta["model_type"], meta["pooling"]["token"])
     model.reward_stats = meta.get("reward_stats")
     model.base_dir = str(weights_dir.resolve())
@@ -262,6 +268,94 @@ def load_reward_model(
         model.to(device)
     model.eval()
     return model, load_processor(model_dir, meta["model_type"], max_pixels=max_pixels)
+
+
+def read_metadata(model_dir: str | Path) -> dict:
+    """basereward.json of a checkpoint directory, checked: a DataError names the file and the field at fault."""
+    path = Path(model_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {META_FILE}; not a basereward checkpoint (train one first)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DataError(f"{path}: field format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise DataError(f"{path}: format_version {version} is newer than this library's ({FORMAT_VERSION})")
+    if not isinstance(meta.get("model_type"), str):
+        raise DataError(f"{path}: field model_type must be a string, got {meta.get('model_type')!r}")
+    head = meta.get("head")
+    if not isinstance(head, dict):
+        raise DataError(f"{path}: field head must be an object, got {head!r}")
+    known = {f.name for f in dataclasses.fields(HeadConfig)}
+    if set(head) - known:
+        raise DataError(f"{path}: field head has unknown keys {sorted(set(head) - known)}")
+    for key, value in head.items():  # HeadConfig checks ranges and names, not types
+        ok = {
+            "layers": isinstance(value, int) and not isinstance(value, bool),
+            "width": value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
+            "activation": isinstance(value, str),
+            "dropout": isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1,
+        }[key]
+        if not ok:
+            raise DataError(f"{path}: field head.{key} has an invalid value {value!r}")
+    try:
+        HeadConfig(**head)
+    except ValueError as e:  # "head.layers must be 1-5, got 7", "head.activation must be one of ..."
+        raise DataError(f"{path}: field {e}") from None
+    pooling = meta.get("pooling")
+    if not isinstance(pooling, dict) or not isinstance(pooling.get("token"), str) or not pooling["token"]:
+        raise DataError(f"{path}: field pooling must be an object with a non-empty token, got {pooling!r}")
+    if pooling.get("rule") != POOLING_RULE:
+        # the rule is what the head was trained to read: a rule this library does not implement cannot be scored
+        raise DataError(
+            f"{path}: field pooling.rule {pooling.get('rule')!r} is not a pooling rule this library "
+            f"implements ({POOLING_RULE!r})"
+        )
+    adapter = meta.get("adapter")
+    if adapter is not None:
+        need = {"rank", "alpha", "dropout", "targets", "base_model"}
+        if not isinstance(adapter, dict) or need - set(adapter):
+            have = sorted(adapter) if isinstance(adapter, dict) else adapter
+            raise DataError(f"{path}: field adapter must be an object with {sorted(need)}, got {have!r}")
+    return meta
+
+
+def _read_safetensors(path: Path, what: str) -> dict:
+    """Tensors of a safetensors file; anything else (a pickle renamed, a truncated file) is refused, not read."""
+    from safetensors import SafetensorError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} weights missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise DataError(
+            f"{path}: not a readable safetensors file ({e}); only safetensors weights are loaded"
+        ) from None
+
+
+def _load_strict(module: nn.Module, path: Path, what: str) -> None:
+    tensors = _read_safetensors(path, what)
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = [
+        f"{k} {tuple(tensors[k].shape)} in the file, {tuple(v.shape)} expected"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        raise DataError(
+            f"{path}: does not fit {what} described in {META_FILE} (missing {missing}, unexpected {unexpected}"
+            + (f", wrong shape {shapes}" if shapes else "")
+            + ")"
+        )
+    module.load_state_dict(tensors)
 
 
 def _adapter_base(model_dir: Path, adapter: dict, meta: dict, base_model: str | Path | None) -> Path:
@@ -285,14 +379,16 @@ def _attach_adapter(model: RewardModel, path: Path, adapter: dict) -> None:
     adapter tensor must be in the file and every tensor in the file must land somewhere."""
     from basereward.model.lora import inject, is_lora_key, lora_settings
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: adapter weights missing")
+    tensors = _read_safetensors(path, "adapter")
     inject(model, lora_settings(adapter["rank"], adapter["alpha"], adapter["dropout"], adapter["targets"]))
-    tensors = load_file(str(path))
-    missing, unexpected = model.backbone.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if is_lora_key(k)]
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: does not fit the base model's adapters (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]})"
+    expected = model.backbone.state_dict()
+    # the file holds every adapter tensor and only those base tensors that were trained in full
+    missing = sorted(k for k in expected if is_lora_key(k) and k not in tensors)
+    unexpected = sorted(k for k in tensors if k not in expected)
+    shapes = sorted(k for k in tensors if k in expected and tensors[k].shape != expected[k].shape)
+    if missing or unexpected or shapes:
+        raise DataError(
+            f"{path}: does not fit the base model's adapters (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {shapes[:5]})"
         )
+    model.backbone.load_state_dict(tensors, strict=False)
