@@ -290,7 +290,7 @@ def check_gate(ref_path: Path, path: Path, with_grads: bool = True) -> dict:
     """Compare a variant's first-step rewards / loss / gradients with the reference variant's (both fp32)."""
     import torch
 
-    ref, got = torch.load(ref_path), torch.load(path)
+    ref, got = torch.load(ref_path, weights_only=True), torch.load(path, weights_only=True)
     r_ref, r_got = ref["rewards"].double(), got["rewards"].double()
     out = {"max_rel_reward": float(((r_got - r_ref).abs() / r_ref.abs().clamp_min(1e-3)).max())}
     ok = out["max_rel_reward"] <= REWARD_REL_TOL
