@@ -8,10 +8,14 @@ exactly, on the same or a different number of processes.
         trainer_state.json    step, scheduler state, data position, the world size and strategy that wrote it,
                               metrics; written last, so its presence marks a complete checkpoint
 
-Every rank writes its shards into `step-000200.tmp/`; after a barrier rank 0 writes `trainer_state.json`, fsyncs it
-and the folder, and renames the folder into place. A crash at any point leaves either the previous checkpoints only
-or a `.tmp` folder that `resume=auto` ignores and the next save removes. Random numbers need no saving: the trainer
-re-derives them from (seed, step, rank) every step. Nothing is unpickled: DCP reads tensors and plain metadata.
+Every rank writes its shards into `step-000200.tmp/`; after a barrier rank 0 writes `trainer_state.json`, fsyncs
+every file and directory, and renames the folder into place (see `save_checkpoint`). Old checkpoints are renamed
+to a `.tmp` name before they are deleted. A crash at any point (tests/test_crash_safety.py kills the trainer with
+SIGKILL in each phase) leaves complete `step-N/` folders only, plus perhaps `.tmp` folders that `resume=auto`
+ignores and the next start or save removes. There is no `latest` pointer: the newest complete folder is it.
+Random numbers need no saving: the trainer re-derives them from (seed, step, rank) every step. Tensors are read
+with weights_only loading, but DCP's `.metadata` file is a pickle (torch's format): resume only from checkpoint
+folders your own runs wrote.
 """
 
 from __future__ import annotations
@@ -26,13 +30,22 @@ from pathlib import Path
 import torch
 
 from basereward import distributed
+from basereward.faults import fault_point
+from basereward.types import DataError
 
 STATE_JSON = "trainer_state.json"
 DCP_DIR = "dcp"
 LEGACY_STATE = "trainer_state.pt"  # single-process checkpoints written before sharded checkpoints existed
 
 
+class CheckpointError(DataError):
+    """A checkpoint that could not be written (disk full, non-finite weights): the message names it and the
+    complete checkpoints that are still there."""
+
+
 def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to the disk (POSIX: a rename is durable only once the
+    directory that holds it is fsynced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -40,38 +53,96 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _write_durable(path: Path, text: str) -> None:
+    with path.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _discard(path: Path) -> None:
+    """Remove a checkpoint directory without ever leaving a half-deleted `step-N/`: it is renamed to a `.tmp` name
+    first (atomic), which every reader ignores and the next start or save removes, then deleted."""
+    if not path.exists():
+        return
+    doomed = path.with_name(path.name + ".del.tmp")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def assert_finite(model: torch.nn.Module, what: str) -> None:
+    """Collective: refuse (CheckpointError on every rank) to write `what` if any weight is NaN or Inf on any rank.
+    A sharded parameter is checked on its local shard; the ranks' counts are summed so all decide alike."""
+    bad = [
+        name
+        for name, p in model.named_parameters()
+        if not bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())
+    ]
+    if distributed.all_sum(len(bad)):
+        raise CheckpointError(
+            f"{what}: refusing to write non-finite weights"
+            + (f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''} on this rank)" if bad else "")
+        )
+
+
 def save_checkpoint(ckpt_dir: Path, *, model, optimizer, scheduler, step: int, info: dict) -> Path:
-    """Collective: every rank calls it with its (possibly sharded) model and optimizer."""
+    """Collective: every rank calls it with its (possibly sharded) model and optimizer.
+
+    Order on disk: shards into `step-N.tmp/` (DCP fsyncs each), `trainer_state.json` written and fsynced, every
+    file and both directories fsynced again, the parent fsynced, the rename, the parent fsynced again so that the
+    rename itself survives a power cut. A write that fails (disk full) removes the `.tmp` folder and raises a
+    CheckpointError; the checkpoints already there are untouched."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     ckpt_dir = Path(ckpt_dir)
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     me = distributed.current()
-    if me.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    distributed.barrier()
-    model_sd, optim_sd = get_state_dict(model, optimizer, options=_options())
-    with _quiet_single_process():
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR))
-    distributed.barrier()
-    if me.is_main:
-        state = {"step": step, "scheduler": scheduler.state_dict(), "world_size": me.world_size, **info}
-        with (tmp / STATE_JSON).open("w") as f:
-            f.write(json.dumps(state, indent=2, default=str) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        for p in (tmp / DCP_DIR).iterdir():
-            _fsync(p)
-        _fsync(tmp / DCP_DIR)
-        _fsync(tmp)
-        if ckpt_dir.exists():
-            shutil.rmtree(ckpt_dir)
-        tmp.rename(ckpt_dir)
-        _fsync(ckpt_dir.parent)
+    assert_finite(model, f"checkpoint {ckpt_dir}")
+    try:
+        if me.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        distributed.barrier()
+        model_sd, optim_sd = get_state_dict(model, optimizer, options=_options())
+        with _quiet_single_process():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR))
+        distributed.barrier()
+        fault_point("ckpt", step, me.rank)
+        if me.is_main:
+            state = {"step": step, "scheduler": scheduler.state_dict(), "world_size": me.world_size, **info}
+            _write_durable(tmp / STATE_JSON, json.dumps(state, indent=2, default=str) + "\n")
+            for p in sorted((tmp / DCP_DIR).iterdir()):
+                _fsync(p)
+            _fsync(tmp / DCP_DIR)
+            _fsync(tmp)
+            _fsync(tmp.parent)
+            _discard(ckpt_dir)  # only when this step is written again (a resume from an explicit older one)
+            os.replace(tmp, ckpt_dir)
+            fault_point("rename", step, me.rank)
+            _fsync(ckpt_dir.parent)
+    except (OSError, CheckpointException) as e:
+        if me.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = [p.name for p in _complete(ckpt_dir.parent)]
+        raise CheckpointError(
+            f"checkpoint {ckpt_dir} could not be written ({_reason(e)}); "
+            + (f"the complete checkpoints {', '.join(kept)} are intact" if kept else "no earlier checkpoint")
+        ) from e
     distributed.barrier()
     return ckpt_dir
+
+
+def _reason(e: BaseException) -> str:
+    """The OS error behind a failed write: DCP reports each rank's exception as (exception, traceback)."""
+    for failure in getattr(e, "failures", {}).values():
+        inner_e = failure[0] if isinstance(failure, tuple) else failure
+        if isinstance(inner_e, OSError):
+            e = inner_e
+            break
+    return f"{e.strerror or e}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
 
 
 def load_checkpoint(ckpt_dir: Path, *, model, optimizer, scheduler) -> dict:
@@ -140,7 +211,10 @@ def read_state(ckpt_dir: Path) -> dict:
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Complete step checkpoints, oldest first (a `.tmp` folder or one without its state file is incomplete)."""
-    root = Path(output_dir) / "checkpoints"
+    return _complete(Path(output_dir) / "checkpoints")
+
+
+def _complete(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     done = [
@@ -149,6 +223,16 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
         if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_JSON).is_file()
     ]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def clean_partial(output_dir: Path) -> list[str]:
+    """Remove the `.tmp` folders a crash left mid-write or mid-delete (rank 0, before anything is written);
+    returns their names."""
+    gone = []
+    for partial in sorted((Path(output_dir) / "checkpoints").glob("step-*.tmp")):
+        shutil.rmtree(partial, ignore_errors=True)
+        gone.append(partial.name)
+    return gone
 
 
 def find_resume(output_dir: Path, resume: str) -> Path | None:
@@ -168,9 +252,8 @@ def prune_checkpoints(output_dir: Path, keep: int) -> None:
     if not distributed.current().is_main:
         return
     for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    for partial in (Path(output_dir) / "checkpoints").glob("step-*.tmp"):  # left by a crash mid-write
-        shutil.rmtree(partial, ignore_errors=True)
+        _discard(old)
+    clean_partial(output_dir)
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

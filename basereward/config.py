@@ -149,6 +149,10 @@ class TrainConfig:
     keep_checkpoints: int = 2  # how many step checkpoints to keep
     log_every: int = 10  # metrics.jsonl / TensorBoard / progress bar every N steps
     resume: str = "none"  # none | auto (newest checkpoint in output_dir, if any) | a checkpoint directory
+    # a step whose loss or gradient norm is NaN/Inf: skip (no update; counted and logged) | stop (error naming it).
+    # skip by default: one overflowing batch should not end a week-long run, the update it would make is garbage
+    # anyway, and the count in metrics.jsonl and the result shows when skips are more than a rare accident
+    nonfinite: str = "skip"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0  # DataLoader workers that encode images and collate ahead of the model
     tensorboard: bool = True  # also write TensorBoard scalars to output_dir/tb
@@ -160,7 +164,11 @@ class TrainConfig:
                 f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
                 f"({self.micro_batch_size})"
             )
-        checks = {"precision": ("fp32", "bf16", "bf16-pure"), "layout": ("shared", "padded")}
+        checks = {
+            "precision": ("fp32", "bf16", "bf16-pure"),
+            "layout": ("shared", "padded"),
+            "nonfinite": ("skip", "stop"),
+        }
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -13,7 +13,8 @@ The data order is a pure function of (seed, step): step s takes positions [s * b
 of the seeded per-epoch permutations, and rank r takes its contiguous share of those. So the global sequence of
 batches does not depend on the number of ranks, and `resume=auto` continues it exactly on any number of them.
 The step's loss is the mean over the pairs actually used in the whole step (pairs dropped for length or bad
-records are not counted), summed over micro-batches and ranks.
+records are not counted), summed over micro-batches and ranks. A step whose loss (on any rank) or gradient norm is
+NaN/Inf is skipped by every rank, or stops the run (`nonfinite`); non-finite weights are never saved.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,18 @@ from pathlib import Path
 import torch
 
 from basereward import distributed
-from basereward.checkpoint import find_resume, load_checkpoint, prune_checkpoints, save_checkpoint, seed_step
+from basereward.checkpoint import (
+    assert_finite,
+    clean_partial,
+    find_resume,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    seed_step,
+)
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
+from basereward.faults import fault_point, poisoned
 from basereward.losses import pair_loss
 from basereward.metrics_log import MetricsLogger
 from basereward.model.backbone import enable_activation_checkpointing
@@ -115,6 +123,7 @@ class Run:
     autocast_dtype: torch.dtype | None
     filler: Batch | None  # a minimal pair run with zero weight when a rank's micro-batch slot is empty
     t_start: float
+    nonfinite_skipped: int = 0  # steps skipped for a NaN/Inf loss or gradient norm (carried over by a resume)
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -180,11 +189,15 @@ def setup(cfg: TrainConfig) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total_steps, max(1, warmup), cfg.optim.schedule, cfg.optim.min_lr_ratio)
     )
-    start_step = 0
+    start_step, nonfinite_skipped = 0, 0
+    if info.is_main:
+        for name in clean_partial(out):  # a crash mid-write (or mid-delete) leaves these; never read
+            print(f"removed the incomplete checkpoint {out / 'checkpoints' / name}", flush=True)
     resume_dir = distributed.broadcast_object(find_resume(out, cfg.resume) if info.is_main else None)
     if resume_dir is not None:
         state = load_checkpoint(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)
         start_step = int(state["step"])
+        nonfinite_skipped = int(state.get("nonfinite_steps_skipped", 0))
         if info.is_main:
             print(
                 f"resumed from {resume_dir} at step {start_step} (written by {state.get('world_size', 1)} "
@@ -227,13 +240,15 @@ def setup(cfg: TrainConfig) -> Run:
         autocast_dtype,
         filler,
         t_start,
+        nonfinite_skipped,
     )
 
 
-def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
+def train_step(run: Run, slots: list, drops: dict[str, int], step: int) -> dict:
     """One optimizer step over this rank's micro-batch slots. Each micro-batch's loss is weighted by its share of
     the pairs used in the whole step (summed over ranks), so the gradient is that of the mean over those pairs.
-    Returns the step's sums over all ranks and the pairs every rank dropped, by reason."""
+    Returns the step's sums over all ranks, the pairs every rank dropped, by reason, and `nonfinite`: a reason if
+    the step was not applied because a loss (on any rank) or the gradient norm was NaN/Inf, else None."""
     cfg, info, engine = run.cfg, run.info, run.engine
     counts = torch.tensor(
         [sum(len(s[1]) for s in slots if s is not None), *drops.values()], dtype=torch.float64
@@ -244,9 +259,11 @@ def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
         counts = counts.cpu()
     n_total = int(counts[0])
     run.optimizer.zero_grad(set_to_none=True)
-    sums = torch.zeros(4, dtype=torch.float64)  # loss * n, correct, margin * n, n
+    # loss * n, correct, margin * n, n, micro-batches with a non-finite loss, ranks with a non-finite gradient norm
+    sums = torch.zeros(6, dtype=torch.float64)
     parts: dict = {}
     ddp = hasattr(engine, "no_sync")
+    grad_norm = float("nan")  # stays so when every pair of this step was dropped on every rank: no update
     if n_total:
         for k, slot in enumerate(slots):
             accumulate_only = ddp and k < len(slots) - 1  # DDP reduces once, after the last micro-batch
@@ -263,6 +280,7 @@ def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
                     enabled=run.autocast_dtype is not None,
                 ):
                     rewards = engine(mb)
+                fault_point("forward", step, info.rank)
                 r_c, r_r = rewards[0::2], rewards[1::2]
                 lengths = mb.response_lengths if cfg.loss.length_norm else None
                 loss, parts = pair_loss(
@@ -273,27 +291,60 @@ def train_step(run: Run, slots: list, drops: dict[str, int]) -> dict:
                     len_chosen=lengths[0::2] if lengths is not None else None,
                     len_rejected=lengths[1::2] if lengths is not None else None,
                 )
+                if poisoned(step, info.rank):
+                    loss = loss * float("nan")
                 # ranks' gradients are averaged by DDP/FSDP: x world size turns that average into the sum
                 (loss * (len(r_c) * info.world_size / n_total)).backward()
                 c, r = r_c.detach().float().cpu(), r_r.detach().float().cpu()
                 sums += torch.tensor(
-                    [float(pair_loss(c, r)[0]) * len(c), float((c > r).sum()), float((c - r).sum()), len(c)],
+                    [
+                        float(pair_loss(c, r)[0]) * len(c),
+                        float((c > r).sum()),
+                        float((c - r).sum()),
+                        len(c),
+                        float(not torch.isfinite(loss.detach()).item()),
+                        0.0,
+                    ],
                     dtype=torch.float64,
                 )
         grad_norm = torch.nn.utils.clip_grad_norm_(
             run.model.parameters(), cfg.optim.grad_clip or float("inf")
         )
         grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-        run.optimizer.step()
-    else:
-        grad_norm = float("nan")  # every pair of this step was dropped on every rank: no update
-    run.scheduler.step()
+        sums[5] = float(not math.isfinite(grad_norm))
+    # reduced before the update, so that this one collective also carries the non-finite flags: every rank sees
+    # the same counts and takes the same decision (one rank's NaN loss makes every rank skip)
     if info.enabled:
         sums_dev = sums.to(info.device)
         torch.distributed.all_reduce(sums_dev)
         sums = sums_dev.cpu()
+    nonfinite = None
+    if sums[4] or sums[5]:
+        nonfinite = (
+            f"non-finite loss in {int(sums[4])} micro-batch(es)"
+            if sums[4]
+            else f"non-finite gradient norm ({grad_norm})"
+        )
+        if cfg.nonfinite == "stop":
+            raise DataError(
+                f"step {step}: {nonfinite}; stopped before updating the weights (nonfinite=stop). resume=auto "
+                "continues from the last checkpoint; nonfinite=skip skips such steps instead"
+            )
+        # no update: the weights, AdamW's moments and its step count stay as they were
+        run.optimizer.zero_grad(set_to_none=True)
+    elif n_total:
+        run.optimizer.step()
+        fault_point("optim", step, info.rank)
+    # the schedule follows the step number whether or not this step updated, as the data order does
+    run.scheduler.step()
     dropped = {k: int(v) for k, v in zip(drops, counts[1:].tolist())}
-    return {"sums": sums, "grad_norm": grad_norm, "parts": parts, "dropped": dropped}
+    return {
+        "sums": sums[:4],
+        "grad_norm": grad_norm,
+        "parts": parts,
+        "dropped": dropped,
+        "nonfinite": nonfinite,
+    }
 
 
 def loop(run: Run) -> tuple[int, dict, dict]:
@@ -318,12 +369,17 @@ def loop(run: Run) -> tuple[int, dict, dict]:
     dropped = {"too_long": 0, "bad_record": 0, "tie": 0}
     window, step, last_eval, t_loop = torch.zeros(4, dtype=torch.float64), run.start_step, {}, time.time()
     for step, (slots, drops) in enumerate(loader, start=run.start_step + 1):
-        _fault_point(step, info.rank)
+        fault_point("step", step, info.rank)
         seed_step(cfg.seed, step, info.rank)
-        res = train_step(run, slots, drops)
+        res = train_step(run, slots, drops, step)
         for k, v in res["dropped"].items():
             dropped[k] += v
-        window += res["sums"]
+        if res["nonfinite"]:  # kept out of the window: one NaN would make its mean loss NaN
+            run.nonfinite_skipped += 1
+            if logger is not None:
+                logger.log("nonfinite", {"step": step, "action": "skipped", "reason": res["nonfinite"]})
+        else:
+            window += res["sums"]
         bar.update(1)
         if (step % cfg.log_every == 0 or step == run.total_steps) and logger is not None:
             n = float(window[3]) or 1.0
@@ -337,6 +393,7 @@ def loop(run: Run) -> tuple[int, dict, dict]:
                 "pairs_per_s": float(window[3]) / max(1e-9, time.time() - t_loop),
                 "skipped_too_long": dropped["too_long"],
                 "skipped_bad_records": dropped["bad_record"],
+                "nonfinite_steps_skipped": run.nonfinite_skipped,
                 "elapsed_s": time.time() - run.t_start,
                 **res["parts"],
             }
@@ -360,6 +417,7 @@ def loop(run: Run) -> tuple[int, dict, dict]:
                     "pairs_seen": step * cfg.batch_size,
                     "seed": cfg.seed,
                     "strategy": cfg.distributed.strategy if info.enabled else "single",
+                    "nonfinite_steps_skipped": run.nonfinite_skipped,
                 },
             )
             prune_checkpoints(run.out, cfg.keep_checkpoints)
@@ -385,6 +443,7 @@ def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
             "n": 2 * last_eval["n"],
             "split": "validation",
         }
+    assert_finite(run.model, f"the final model {run.out / 'final'}")  # every rank decides alike
     state = full_state_dict(run.model, info)  # collective under FSDP
     final_dir = run.out / "final"
     if info.is_main:
@@ -401,6 +460,7 @@ def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
         "strategy": cfg.distributed.strategy if info.enabled else "single",
         "skipped_records": (run.train_stats.n_skipped if run.train_stats else 0) + dropped["bad_record"],
         "skipped_too_long": dropped["too_long"],
+        "nonfinite_steps_skipped": run.nonfinite_skipped,
         "validation": last_eval,
     }
 
@@ -410,20 +470,6 @@ def main(cfg: TrainConfig) -> dict | None:
     run = setup(cfg)
     step, last_eval, dropped = loop(run)
     return finish(run, step, last_eval, dropped)
-
-
-def _fault_point(step: int, rank: int) -> None:
-    """Test hook: BASEREWARD_FAULT="kill@RANK:STEP" (SIGKILL) or "hang@RANK:STEP" (sleep) on that rank and step, to
-    show that a dead or stuck rank ends the whole job (tests/test_distributed_train.py)."""
-    spec = os.environ.get("BASEREWARD_FAULT")
-    if not spec:
-        return
-    kind, where = spec.split("@")
-    r, s = (int(x) for x in where.split(":"))
-    if (r, s) == (rank, step):
-        if kind == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(3600)
 
 
 def add_args(p) -> None:

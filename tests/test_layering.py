@@ -15,6 +15,7 @@ LAYERS = {
     "basereward.distributed": 0,  # process group and collectives: torch only
     "basereward.calibration": 0,
     "basereward.metrics_log": 0,  # metrics.jsonl + TensorBoard writer
+    "basereward.faults": 0,  # BASEREWARD_FAULT test hooks (kill / hang / nan at a step and phase): stdlib only
     "basereward.optim": 1,  # learning-rate schedule, weight-decay groups (torch only)  # raw reward -> probability / normalised scale (math only)
     "basereward.data": 1,
     "basereward.losses": 1,
