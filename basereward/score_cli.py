@@ -77,4 +77,10 @@ def score(
     tmp.replace(out)
     summary = pair_stats([c for c, _ in rewards], [r for _, r in rewards])
     timing = {"pairs_per_s": len(pairs) / seconds if seconds > 0 else None, "world_size": ranks.world_size}
-    return {"output": str(out), "skipped": stats.n_skipped, **summary, **timing}
+    return {
+        "output": str(out),
+        "skipped": stats.n_skipped,
+        "skipped_by_reason": dict(stats.skipped),
+        **summary,
+        **timing,
+    }

@@ -80,7 +80,7 @@ BAD = [
     ('{"id": "x", "prompt": ', "malformed JSON"),
     (good(chosen=None) | {"chosen": None}, "field 'chosen' must be a string"),
     ({k: v for k, v in good().items() if k != "rejected"}, "missing field 'rejected'"),
-    (good(images=[{"path": "img/nope.png"}]), "missing image file"),
+    (good(images=[{"path": "img/nope.png"}]), "image file not found"),
     (good(images=[{"path": "img/bad.png"}]), "corrupt or unreadable image"),
     (good(chosen="   "), "empty response in field 'chosen'"),
     (good(images=[{"path": "img/a.png"}, {"path": "img/a.png"}]), "placeholder count mismatch"),

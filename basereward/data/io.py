@@ -112,6 +112,8 @@ def parse_record(line: bytes | str | dict | DataError, *, where: str, base_dir: 
             raise DataError(
                 f"{where}: field '{key}' contains an {IMAGE_TAG}/{VIDEO_TAG} tag (responses hold none)"
             )
+    if chosen.strip() == rejected.strip():  # no preference to learn or to measure: a counted skip, not a 0.5
+        raise DataError(f"{where}: chosen == rejected: no preference to learn or measure")
     images = [_parse_image(x, where, base_dir, i) for i, x in enumerate(rec.get("images") or [])]
     videos = [_parse_video(x, where, base_dir, i) for i, x in enumerate(rec.get("videos") or [])]
     n_img = sum(str(m.get("content", "")).count(IMAGE_TAG) for m in prompt)
@@ -195,7 +197,7 @@ def _parse_image(value, where: str, base_dir: Path, i: int) -> ImageRef:
         p = Path(value["path"])
         p = p if p.is_absolute() else base_dir / p
         if not p.is_file():
-            raise DataError(f"{loc}: missing image file {p}")
+            raise DataError(f"{loc}: image file not found: {p}")
         return ImageRef(path=str(p), where=loc)
     raise DataError(f"{loc}: image has neither 'path' nor 'bytes'")
 
@@ -210,7 +212,7 @@ def _parse_video(value, where: str, base_dir: Path, i: int) -> VideoRef:
     p = Path(d)
     p = p if p.is_absolute() else base_dir / p
     if not p.is_dir():
-        raise DataError(f"{loc}: missing frames folder {p}")
+        raise DataError(f"{loc}: frames folder not found: {p}")
     return VideoRef(frames_dir=str(p), where=loc)
 
 
