@@ -136,16 +136,11 @@ def gather_in_order(local: Sequence, n: int) -> list | None:
     return out
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """`torchrun --standalone --nproc_per_node N -m basereward ARGV` (a verb and its flags) in this terminal; its
-    exit code."""
-    import subprocess
+def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
+    """`python -m torch.distributed.run --standalone --nproc_per_node N -m basereward ARGV` (a verb and its flags)."""
     import sys
 
-    env = dict(os.environ)
-    if not torch.cuda.is_available():  # CPU ranks share the cores instead of each taking all of them
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -153,6 +148,15 @@ def launch(nproc: int, argv: list[str]) -> int:
         f"--nproc_per_node={nproc}",
         "-m",
         "basereward",
-        *argv,
+        *map(str, argv),
     ]
-    return subprocess.call(cmd, env=env)
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`torchrun_command(nproc, argv)` in this terminal; its exit code."""
+    import subprocess
+
+    env = dict(os.environ)
+    if not torch.cuda.is_available():  # CPU ranks share the cores instead of each taking all of them
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return subprocess.call(torchrun_command(nproc, argv), env=env)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
+
+from basereward.distributed import torchrun_command
 
 
 def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, env: dict | None = None, cwd=None):
@@ -16,14 +17,5 @@ def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, env: dict | 
         "TOKENIZERS_PARALLELISM": "false",
         **(env or {}),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "basereward",
-        *map(str, args),
-    ]
+    cmd = torchrun_command(nproc, args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
