@@ -13,6 +13,7 @@ every file and directory, and renames the folder into place (see `save_checkpoin
 to a `.tmp` name before they are deleted. A crash at any point (tests/test_crash_safety.py kills the trainer with
 SIGKILL in each phase) leaves complete `step-N/` folders only, plus perhaps `.tmp` folders that `resume=auto`
 ignores and the next start or save removes. There is no `latest` pointer: the newest complete folder is it.
+The final model goes the same way: `final.tmp/`, fsynced, renamed to `final/` (`write_final`).
 Random numbers need no saving: the trainer re-derives them from (seed, step, rank) every step. Tensors are read
 with weights_only loading, but DCP's `.metadata` file is a pickle (torch's format): resume only from checkpoint
 folders your own runs wrote.
@@ -25,6 +26,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -226,13 +228,39 @@ def _complete(root: Path) -> list[Path]:
 
 
 def clean_partial(output_dir: Path) -> list[str]:
-    """Remove the `.tmp` folders a crash left mid-write or mid-delete (rank 0, before anything is written);
-    returns their names."""
+    """Remove the `.tmp` folders a crash left mid-write or mid-delete (rank 0, before anything is written): step
+    checkpoints' and the final model's; returns their paths relative to `output_dir`."""
+    output_dir = Path(output_dir)
+    partials = sorted((output_dir / "checkpoints").glob("step-*.tmp")) + sorted(output_dir.glob("final*.tmp"))
     gone = []
-    for partial in sorted((Path(output_dir) / "checkpoints").glob("step-*.tmp")):
+    for partial in partials:
         shutil.rmtree(partial, ignore_errors=True)
-        gone.append(partial.name)
+        gone.append(str(partial.relative_to(output_dir)))
     return gone
+
+
+def write_final(final_dir: Path, write: Callable[[Path], object], step: int) -> Path:
+    """Write the final model as `write(folder)` writes it, atomically: into `final.tmp/`, every file and the folder
+    fsynced, then renamed to `final/` (replacing an older one) and the parent fsynced. A kill before the rename
+    leaves no `final/` at all (tests/test_crash_safety.py), so a `final/` that exists is always whole; a write that
+    fails (disk full) removes `final.tmp/` and keeps an earlier `final/`. One process calls it."""
+    final_dir = Path(final_dir)
+    tmp = final_dir.with_name(final_dir.name + ".tmp")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        write(tmp)
+        for f in sorted(tmp.rglob("*")):
+            _fsync(f)
+        _fsync(tmp)
+        fault_point("final", step, distributed.current().rank)
+        _discard(final_dir)
+        os.replace(tmp, final_dir)
+        _fsync(final_dir.parent)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = f"; the earlier {final_dir} is intact" if final_dir.is_dir() else ""
+        raise CheckpointError(f"the final model {final_dir} could not be written ({_reason(e)}){kept}") from e
+    return final_dir
 
 
 def find_resume(output_dir: Path, resume: str) -> Path | None:

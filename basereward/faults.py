@@ -9,6 +9,7 @@ like a stuck collective), nan (the trainer multiplies that rank's loss by NaN). 
   optim     after the optimizer has updated the weights in memory, before the scheduler steps
   ckpt      while writing checkpoint step-STEP: its shards are in step-STEP.tmp/, the state file and rename are not
   rename    checkpoint step-STEP renamed into place, before its parent directory is fsynced and old ones pruned
+  final     the final model written to final.tmp/ and fsynced, not yet renamed to final/ (STEP: the last step)
 A nan fault is read with `poisoned`, not `fault_point`. Nothing happens when the variable is unset.
 """
 
@@ -19,7 +20,7 @@ import signal
 import time
 
 ENV = "BASEREWARD_FAULT"
-PHASES = ("step", "forward", "optim", "ckpt", "rename")
+PHASES = ("step", "forward", "optim", "ckpt", "rename", "final")
 
 
 def parse(spec: str | None) -> list[tuple[str, int, int, str]]:

@@ -37,6 +37,7 @@ from basereward.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
     seed_step,
+    write_final,
 )
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
@@ -192,7 +193,7 @@ def setup(cfg: TrainConfig) -> Run:
     start_step, nonfinite_skipped = 0, 0
     if info.is_main:
         for name in clean_partial(out):  # a crash mid-write (or mid-delete) leaves these; never read
-            print(f"removed the incomplete checkpoint {out / 'checkpoints' / name}", flush=True)
+            print(f"removed the incomplete {out / name}", flush=True)
     resume_dir = distributed.broadcast_object(find_resume(out, cfg.resume) if info.is_main else None)
     if resume_dir is not None:
         state = load_checkpoint(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler)
@@ -447,7 +448,8 @@ def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
     state = full_state_dict(run.model, info)  # collective under FSDP
     final_dir = run.out / "final"
     if info.is_main:
-        run.model.save(final_dir, run.processor, **({"state_dict": state} if state is not None else {}))
+        kw = {"state_dict": state} if state is not None else {}
+        write_final(final_dir, lambda d: run.model.save(d, run.processor, **kw), step)
     distributed.barrier()
     if not info.is_main:
         return None

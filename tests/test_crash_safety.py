@@ -1,9 +1,10 @@
 """Crash safety: a trainer killed with SIGKILL anywhere (mid-forward, right after the optimizer update, with a
-checkpoint half-written, right after its rename) and resumed with `resume=auto` until done ends with exactly the
-weights of an uninterrupted run (fp32, CPU: bit for bit). After every kill each `step-N/` folder that exists is
-complete and readable. A disk that fills up mid-checkpoint leaves the earlier checkpoints intact; the durability
-order (fsync of files and folders, rename, fsync of the parent) is checked; non-finite steps are skipped on every
-rank or stop the run, and non-finite weights are never written.
+checkpoint half-written, right after its rename, with the final model written but not renamed) and resumed with
+`resume=auto` until done ends with exactly the weights of an uninterrupted run (fp32, CPU: bit for bit). After
+every kill each `step-N/` folder that exists is complete and readable. A disk that fills up mid-checkpoint (or
+mid-final-model) leaves the earlier checkpoints (final model) intact; the durability order (fsync of files and
+folders, rename, fsync of the parent) is checked; non-finite steps are skipped on every rank or stop the run, and
+non-finite weights are never written.
 
 Kill points come from a seeded RNG and are printed (run with -s) and named in every assertion message, so a failure
 can be replayed with BASEREWARD_FAULT=kill@RANK:STEP:PHASE (see basereward/faults.py).
@@ -21,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 from dist_utils import torchrun
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from basereward.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from basereward.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_final
 from basereward.config import load_config
 from basereward.faults import parse
 from basereward.train import main as train_main
@@ -117,10 +118,13 @@ def complete_steps(out: Path, context: str) -> list[int]:
     return steps
 
 
-def kill_and_resume(data, out: Path, seed: int, kills: int, steps: int = STEPS, nproc: int = 1) -> list[str]:
+def kill_and_resume(
+    data, out: Path, seed: int, kills: int, steps: int = STEPS, nproc: int = 1, kill_final: bool = False
+) -> list[str]:
     """Kill the run `kills` times at seeded points, resuming with resume=auto after each, then let it finish.
     Every phase is drawn equally often, in a seeded order; each kill lands at most one save interval past the newest
-    complete checkpoint, so that it fires and the checkpoint phases stay reachable. Returns the faults used."""
+    complete checkpoint, so that it fires and the checkpoint phases stay reachable. `kill_final` adds a kill while
+    the final model is written. Returns the faults used."""
     rng = random.Random(seed)
     rounds = -(-kills // len(KILL_PHASES))
     phases = [p for _ in range(rounds) for p in rng.sample(KILL_PHASES, len(KILL_PHASES))][:kills]
@@ -147,6 +151,12 @@ def kill_and_resume(data, out: Path, seed: int, kills: int, steps: int = STEPS, 
         newest = step if phase == "rename" else (step - 1) // SAVE * SAVE
         done = ckpts[-1] if ckpts else 0
         assert done == newest, f"{context}: checkpoints {ckpts}, expected newest {newest}"
+    if kill_final:  # and once more while the final model is written (rank 0 writes it)
+        faults.append(f"kill@0:{steps}:final")
+        res = train(data, out, fault=faults[-1], nproc=nproc, resume="auto", max_steps=steps)
+        assert res.returncode != 0 and not (out / "final").exists(), (
+            f"{faults}: not killed\n{res.stderr[-3000:]}"
+        )
     res = train(data, out, nproc=nproc, resume="auto", max_steps=steps)
     assert res.returncode == 0, f"seed {seed}, faults {faults}\n{res.stderr[-3000:]}"
     assert not list((out / "checkpoints").glob("*.tmp")), faults  # leftovers were cleaned
@@ -168,16 +178,40 @@ def uninterrupted(data, out: Path, steps: int = STEPS, nproc: int = 1) -> dict[s
     return final_weights(out)
 
 
-def test_five_seeded_kills_then_resume_equal_the_uninterrupted_run(data, tmp_path):
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The final weights of one uninterrupted single-process run of STEPS steps."""
+    return uninterrupted(data, tmp_path_factory.mktemp("ref") / "run")
+
+
+def test_five_seeded_kills_then_resume_equal_the_uninterrupted_run(data, tmp_path, reference):
     faults = kill_and_resume(data, tmp_path / "run", seed=0, kills=5)
     assert sorted(parse(f)[0][3] for f in faults) == sorted(KILL_PHASES), faults  # each phase once
-    assert_same_weights(final_weights(tmp_path / "run"), uninterrupted(data, tmp_path / "ref"), faults)
+    assert_same_weights(final_weights(tmp_path / "run"), reference, faults)
+
+
+def test_a_kill_while_the_final_model_is_written_leaves_no_final_and_the_resume_writes_it(
+    data, tmp_path, reference
+):
+    """Killed with the final model's files written and fsynced but not yet renamed: no `final/` (so nothing
+    half-written is ever loaded as the trained model), and `resume=auto` cleans `final.tmp/`, resumes from the
+    newest checkpoint and writes the same final model as the uninterrupted run."""
+    out, fault = tmp_path / "run", f"kill@0:{STEPS}:final"
+    res = train(data, out, fault=fault, resume="auto")
+    assert res.returncode == -9, res.stderr[-3000:]
+    assert not (out / "final").exists() and (out / "final.tmp" / "head.safetensors").is_file()
+    assert complete_steps(out, fault)[-1] == (STEPS - 1) // SAVE * SAVE
+    res = train(data, out, resume="auto")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"removed the incomplete {out / 'final.tmp'}" in res.stdout
+    assert not (out / "final.tmp").exists()
+    assert_same_weights(final_weights(out), reference, [fault])
 
 
 @pytest.mark.slow
 def test_twenty_seeded_kills_then_resume_equal_the_uninterrupted_run(data, tmp_path):
-    faults = kill_and_resume(data, tmp_path / "run", seed=1, kills=20, steps=40)
-    assert {parse(f)[0][3] for f in faults} == set(KILL_PHASES), faults
+    faults = kill_and_resume(data, tmp_path / "run", seed=1, kills=20, steps=40, kill_final=True)
+    assert {parse(f)[0][3] for f in faults} == {*KILL_PHASES, "final"}, faults
     assert_same_weights(final_weights(tmp_path / "run"), uninterrupted(data, tmp_path / "ref", 40), faults)
 
 
@@ -185,7 +219,7 @@ def test_twenty_seeded_kills_then_resume_equal_the_uninterrupted_run(data, tmp_p
 def test_two_processes_killed_and_resumed_equal_their_uninterrupted_run(data, tmp_path):
     """torchrun, 2 ranks (DDP, gloo): a killed rank ends the job; resumed on 2 ranks it ends bit for bit where an
     uninterrupted 2-rank run does."""
-    faults = kill_and_resume(data, tmp_path / "run", seed=2, kills=3, nproc=2)
+    faults = kill_and_resume(data, tmp_path / "run", seed=2, kills=3, nproc=2, kill_final=True)
     ref = uninterrupted(data, tmp_path / "ref", nproc=2)
     assert_same_weights(final_weights(tmp_path / "run"), ref, faults)
 
@@ -292,6 +326,29 @@ def test_a_full_disk_mid_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch
     )
     assert state["step"] == 1
     assert all(torch.equal(saved[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_a_full_disk_while_the_final_model_is_written_keeps_the_earlier_one(tmp_path, monkeypatch):
+    from basereward import checkpoint
+
+    def write(value: float, fail: bool = False):
+        def fn(d: Path) -> None:
+            d.mkdir()
+            save_file({"w": torch.full((2,), value)}, str(d / "w.safetensors"))
+            if fail:  # the first file went out, the second finds the disk full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d / "head.safetensors"))
+
+        return fn
+
+    final = write_final(tmp_path / "final", write(1.0), step=3)
+
+    with pytest.raises(
+        CheckpointError, match=r"final could not be written \(No space left.*earlier .* intact"
+    ):
+        write_final(final, write(2.0, fail=True), step=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert torch.equal(load_file(str(final / "w.safetensors"))["w"], torch.ones(2))
+    assert checkpoint.clean_partial(tmp_path) == []
 
 
 def test_non_finite_weights_are_never_written(tmp_path):
