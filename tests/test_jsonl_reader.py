@@ -17,6 +17,7 @@ BROKEN = [
     (b'{"id": "x", "prompt": \n', "malformed JSON: Expecting value at column 24"),
     (b'{"id": "\xff"}\n', "invalid UTF-8: bad byte at column 9"),
     (b'"just text"\n', "a record must be a JSON object, got str"),
+    (b'{"id": "a\tb"}\n', "malformed JSON: Invalid control character at column 10"),  # json's msg ends in "at"
 ]
 
 
@@ -27,7 +28,7 @@ def _message(err: DataError, path) -> str:
     return text[text.index(str(path)) :]
 
 
-@pytest.mark.parametrize("line, what", BROKEN, ids=["json", "utf8", "not-object"])
+@pytest.mark.parametrize("line, what", BROKEN, ids=["json", "utf8", "not-object", "control-char"])
 def test_the_three_readers_report_the_same_file_line_form(tmp_path, line, what):
     path = tmp_path / "data.jsonl"
     # line 1 blank: line 2 is the first record
@@ -50,14 +51,14 @@ def test_skip_policy_counts_each_broken_line_once_by_reason(tmp_path):
     path.write_bytes(b"".join(line for line, _ in BROKEN) + json.dumps(GOOD).encode() + b"\n")
     stats = LoadStats()
     assert [p.id for p in read_pairs(path, on_error="skip", stats=stats)] == ["a"]
-    assert stats.lines == 4 and stats.kept == 1
+    assert stats.lines == 5 and stats.kept == 1
     assert stats.skipped == {
-        "malformed JSON": 1,
+        "malformed JSON": 2,
         "invalid UTF-8": 1,
         "a record must be a JSON object, got str": 1,
     }
     report = convert("pairs", path, tmp_path / "out", on_error="skip")
-    assert report["pairs"] == 1 and sum(report["skipped"].values()) == 3
+    assert report["pairs"] == 1 and sum(report["skipped"].values()) == 4
 
 
 def test_json_array_items_are_located_by_line_and_index(tmp_path):

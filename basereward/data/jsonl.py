@@ -45,7 +45,8 @@ def decode_object(raw: bytes | str, where: str) -> dict:
         obj = json.loads(raw)
     except json.JSONDecodeError as e:
         # pos, not colno: at the end of a truncated line colno counts from the trailing newline
-        raise DataError(f"{where}: malformed JSON: {e.msg} at column {e.pos + 1}") from e
+        # one of json's messages ("Invalid control character at") already ends in "at"
+        raise DataError(f"{where}: malformed JSON: {e.msg.removesuffix(' at')} at column {e.pos + 1}") from e
     return _object(obj, where)
 
 
@@ -121,7 +122,8 @@ def _array_records(raw: bytes, name: str) -> list[Record]:
         try:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise DataError(f"{name}:{e.lineno}: malformed JSON array: {e.msg} at column {e.colno}") from e
+            msg = e.msg.removesuffix(" at")
+            raise DataError(f"{name}:{e.lineno}: malformed JSON array: {msg} at column {e.colno}") from e
         line += text.count("\n", counted, pos)
         counted = pos
         where = f"{name}:{line} item {len(out)}"
