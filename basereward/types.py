@@ -26,6 +26,9 @@ VIDEO_TAG = "<video>"
 # resize to a few megapixels, so anything this large is an error or a decompression bomb. PIL itself only
 # warns up to 179 MP.
 MAX_IMAGE_PIXELS = 64_000_000
+# Qwen-VL's image and video processors (smart_resize) raise a ValueError past this ratio of the long side to the
+# short one; `ImageRef.verify` refuses such an image from its header, as bad input naming where it is.
+MAX_ASPECT_RATIO = 200
 
 
 class DataError(ValueError):
@@ -46,8 +49,9 @@ class ImageRef:
 
     def verify(self, max_pixels: int = MAX_IMAGE_PIXELS, *, decode: bool = True) -> None:
         """The one integrity check of an image before it is used: the file exists and is readable, it decodes
-        completely (a truncated or corrupt file fails here, not mid-run) and its header size is at most
-        `max_pixels` (a decompression bomb is refused before its pixels are allocated). Raises DataError
+        completely (a truncated or corrupt file fails here, not mid-run), its header size is at most
+        `max_pixels` (a decompression bomb is refused before its pixels are allocated) and its aspect ratio at
+        most MAX_ASPECT_RATIO (the vision processor's own limit). Raises DataError
         starting with `where`. `decode=False` stops after the header: for a hot path (the server's request
         parsing) whose next step decodes the image anyway."""
         self._decode(max_pixels, None, full=decode)
@@ -67,6 +71,11 @@ class ImageRef:
                 if max_pixels is not None and w * h > max_pixels:
                     raise DataError(
                         f"{label}image too large: {w}x{h} = {w * h} pixels, over the limit of {max_pixels}"
+                    )
+                if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+                    raise DataError(
+                        f"{label}image too elongated: {w}x{h}, the long side may be at most {MAX_ASPECT_RATIO} "
+                        "times the short one"
                     )
                 if not full:
                     return None

@@ -1,6 +1,7 @@
-"""`init-tiny --layout hub`: the file set of a real Qwen2.5-VL / Qwen2-VL download loads, trains, scores and
-evaluates like the transformers 5 layout, and a shard with a tensor cut out is refused with the tensor named."""
+"""`init-tiny --layout hub`: the file set of a real Qwen2.5-VL / Qwen2-VL download loads, trains, scores, evaluates
+and serves like the transformers 5 layout, and a shard with a tensor cut out is refused with the tensor named."""
 
+import base64
 import json
 import shutil
 
@@ -88,14 +89,17 @@ def test_hub_layout_gives_the_same_model_as_the_default_layout(hub_dirs, tiny_di
     assert not torch.allclose(rewards[0][0], rewards[0][1])
 
 
-def test_train_score_and_eval_run_on_the_hub_layout(hub_dirs, tmp_path, capsys):
-    synthesize(tmp_path / "d", pairs=16, eval_pairs=8, seed=1)
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def hub_trained(hub_dirs, tmp_path_factory):
+    """A reward model trained for 2 steps on the hub-layout Qwen2.5-VL backbone, and its synthetic data folder."""
+    root = tmp_path_factory.mktemp("hub-train")
+    synthesize(root / "d", pairs=16, eval_pairs=8, seed=1)
+    run = root / "run"
     rc = main(
         [
             "train",
             f"model.backbone={hub_dirs['qwen2_5_vl']}",
-            f"data.train={tmp_path / 'd' / 'train.jsonl'}",
+            f"data.train={root / 'd' / 'train.jsonl'}",
             f"output_dir={run}",
             "max_steps=2",
             "batch_size=4",
@@ -106,12 +110,16 @@ def test_train_score_and_eval_run_on_the_hub_layout(hub_dirs, tmp_path, capsys):
         ]
     )
     assert rc == 0
+    return run / "final", root / "d"
+
+
+def test_train_score_and_eval_run_on_the_hub_layout(hub_trained, tmp_path, capsys):
+    final, data = hub_trained
     capsys.readouterr()
-    final = run / "final"
     assert (final / "head.safetensors").is_file()
 
     scores = tmp_path / "scores.jsonl"
-    test_file = tmp_path / "d" / "test.jsonl"
+    test_file = data / "test.jsonl"
     argv = ["score", "--model", str(final), "--input", str(test_file), "--output", str(scores)]
     assert main([*argv, "--device", "cpu"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -120,6 +128,51 @@ def test_train_score_and_eval_run_on_the_hub_layout(hub_dirs, tmp_path, capsys):
     assert main(["eval", "--benchmark", "pairs", "--data", str(test_file), "--model", str(final)]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == 8 and 0 <= result["accuracy"] <= 100
+
+
+def test_the_server_on_a_hub_layout_model_returns_the_rewards_of_score(hub_trained, tmp_path, capsys):
+    """`basereward serve`'s app over the model trained on the hub layout: /v1/reward, images sent as data URIs,
+    gives every test pair the rewards `basereward score` wrote for it (image pairs and the text-only one)."""
+    from fastapi.testclient import TestClient
+    from serve_fixtures import service
+
+    from basereward.serve.app import create_app
+
+    final, data = hub_trained
+    scores = tmp_path / "scores.jsonl"
+    argv = ["score", "--model", str(final), "--input", str(data / "test.jsonl"), "--output", str(scores)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    capsys.readouterr()
+    expected = {r["id"]: r for r in map(json.loads, scores.read_text().splitlines())}
+    records = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    assert any(r["images"] for r in records) and any(not r["images"] for r in records)
+
+    def uri(image):
+        return "data:image/png;base64," + base64.b64encode((data / image["path"]).read_bytes()).decode()
+
+    samples = [
+        {
+            "uid": f"{r['id']}/{side}",
+            "messages": [*r["prompt"], {"role": "assistant", "content": r[side]}],
+            "images": [uri(im) for im in r["images"]],
+        }
+        for r in records
+        for side in ("chosen", "rejected")
+    ]
+    with TestClient(create_app(service(final, max_wait_ms=1.0))) as client:
+        health = client.get("/health").json()
+        resp = client.post("/v1/reward", json={"samples": samples, "return": ["raw", "normalized"]})
+    assert resp.status_code == 200, resp.text
+    assert health["model_type"] == "qwen2_5_vl"
+    results = resp.json()["results"]
+    assert [x["uid"] for x in results] == [s["uid"] for s in samples]
+    for x in results:
+        pair, side = x["uid"].split("/")
+        want = expected[pair]
+        assert x["raw"] == pytest.approx(want[f"reward_{side}"], abs=1e-4), x["uid"]
+        assert x["normalized"] == pytest.approx(want[f"normalized_{side}"], abs=1e-4), x["uid"]
+    # rewards that vary across samples: equal numbers above are not a constant head output
+    assert len({round(x["raw"], 4) for x in results}) > 2
 
 
 def test_a_tensor_cut_from_a_shard_is_refused_by_name(hub_dirs, tmp_path):

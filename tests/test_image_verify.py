@@ -85,6 +85,18 @@ def test_huge_images_are_refused_before_decoding():
         ImageRef(data=png(0)).verify(max_pixels=100)
 
 
+@pytest.mark.parametrize("w, h", [(201, 1), (1, 402)])
+def test_images_too_elongated_for_the_vision_processor_are_refused_from_the_header(w, h):
+    """Qwen-VL's smart_resize raises a ValueError past a 200:1 aspect ratio: refused here as bad input instead, with
+    the location, before any decode (the header declares the size), so eval, score, train and the server alike
+    stop or skip it rather than crash mid-run."""
+    with pytest.raises(
+        DataError, match=rf"^f:3: image too elongated: {w}x{h}, the long side may be at most 200"
+    ):
+        ImageRef(data=png_header(w, h), where="f:3").verify(decode=False)
+    ImageRef(data=png_header(200, 1)).verify(decode=False)  # exactly the processor's limit passes
+
+
 def test_pair_files_and_converters_use_the_same_check(tmp_path):
     (tmp_path / "bad.png").write_bytes(png(0)[:-200])
     (tmp_path / "big.png").write_bytes(png_header(9000, 9000))

@@ -1,11 +1,15 @@
 """`GET /metrics` is prometheus_client's exposition of a per-app registry: parsed with prometheus_client's parser,
-every series moves as requests are served (successes, errors, unknown paths, batches), and two apps in one process
-keep separate counts."""
+every series moves as requests are served (successes, errors, unknown paths, batches), the memory-budget gauges
+rise while requests are in flight or images are registered and fall back when they are answered or evicted, and
+two apps in one process keep separate counts."""
 
+import threading
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from serve_fixtures import make_reward_model, metric, service
+from serve_fixtures import data_uri, live_server, make_reward_model, metric, png, service
 
 from basereward.serve.app import create_app
 from basereward.serve.metrics import Metrics
@@ -39,7 +43,17 @@ def test_two_registries_in_one_process_count_separately():
 
 def test_metric_types_and_names():
     m = Metrics()
-    m.watch(queue_depth=lambda: 3, max_batch_size=8, max_batch_tokens=None)
+    held = {"queue": 1234, "media": 567}
+    m.watch(
+        queue_depth=lambda: 3,
+        max_batch_size=8,
+        max_batch_tokens=None,
+        queue_bytes=lambda: held["queue"],
+        queue_budget_bytes=2048,
+        media_cache_bytes=lambda: held["media"],
+        media_cache_budget_bytes=None,
+        media_cache_entries=lambda: 2,
+    )
     families = text_string_to_metric_families(m.render().decode())
     # prometheus_client adds a `_created` timestamp series to each counter and histogram: not ours to check.
     types = {f.name: f.type for f in families if not f.name.endswith("_created")}
@@ -54,10 +68,25 @@ def test_metric_types_and_names():
         "basereward_queue_depth": "gauge",
         "basereward_max_batch_size": "gauge",
         "basereward_max_batch_tokens": "gauge",
+        "basereward_queue_bytes": "gauge",
+        "basereward_queue_budget_bytes": "gauge",
+        "basereward_media_cache_bytes": "gauge",
+        "basereward_media_cache_budget_bytes": "gauge",
+        "basereward_media_cache_entries": "gauge",
     }
     text = m.render().decode()
     assert metric(text, "basereward_queue_depth") == 3  # read at scrape time
     assert metric(text, "basereward_max_batch_size") == 8 and metric(text, "basereward_max_batch_tokens") == 0
+    assert (
+        metric(text, "basereward_queue_bytes") == 1234
+        and metric(text, "basereward_queue_budget_bytes") == 2048
+    )
+    assert metric(text, "basereward_media_cache_bytes") == 567
+    assert metric(text, "basereward_media_cache_budget_bytes") == 0  # unbounded
+    assert metric(text, "basereward_media_cache_entries") == 2
+    held.update(queue=0, media=99)  # the byte gauges are read at each scrape, never a stale copy
+    text = m.render().decode()
+    assert metric(text, "basereward_queue_bytes") == 0 and metric(text, "basereward_media_cache_bytes") == 99
 
 
 def test_values_move_as_requests_are_served(rm_dir):
@@ -86,3 +115,62 @@ def test_values_move_as_requests_are_served(rm_dir):
     assert moved("basereward_batch_size_sum") == 4  # every scored sample went through a forward
     assert moved("basereward_batches_total") == moved("basereward_batch_size_count") >= 2
     assert moved("basereward_forward_seconds_count") == moved("basereward_batches_total")
+
+
+def test_queue_bytes_rise_while_a_request_is_in_flight_and_return_to_zero(rm_dir):
+    svc = service(rm_dir, max_wait_ms=0.0, max_queue_bytes=64 * 1024 * 1024)
+    batcher = svc.members[0].batcher
+    forward, entered, release = batcher.forward, threading.Event(), threading.Event()
+
+    def held(encoded):  # keeps the request in flight (in its forward) until the test has scraped
+        entered.set()
+        release.wait(60)
+        return forward(encoded)
+
+    batcher.forward = held
+    image = png("blue", size=(96, 96))
+    msgs = [{"role": "user", "content": "<image>What colour?"}, {"role": "assistant", "content": "Blue."}]
+    body = {"samples": [{"messages": msgs, "images": [data_uri(image)]}]}
+    answer = []
+    with live_server(create_app(svc)) as url:
+        idle = httpx.get(f"{url}/metrics", timeout=60).text
+        t = threading.Thread(
+            target=lambda: answer.append(httpx.post(f"{url}/v1/reward", json=body, timeout=60)), daemon=True
+        )
+        t.start()
+        assert entered.wait(60)
+        busy = httpx.get(f"{url}/metrics", timeout=60).text
+        held_now = svc.queue_budget.used
+        release.set()
+        t.join(60)
+        after = httpx.get(f"{url}/metrics", timeout=60).text
+    assert answer and answer[0].status_code == 200, answer
+    assert metric(idle, "basereward_queue_bytes") == 0
+    assert metric(idle, "basereward_queue_budget_bytes") == 64 * 1024 * 1024
+    # in flight: its body (the image base64-encoded inside it), the decoded image bytes and its encoding
+    assert metric(busy, "basereward_queue_bytes") == held_now >= len(data_uri(image)) + len(image)
+    assert metric(after, "basereward_queue_bytes") == 0  # all of it returned once answered
+
+
+def test_media_cache_bytes_follow_registrations_replacements_and_evictions(rm_dir):
+    big, small = png("red", size=(112, 112)), png("green", size=(28, 28))
+    budget = 2 * len(big) + len(small) // 2  # room for two big entries, not for a third entry on top
+    with TestClient(create_app(service(rm_dir, media_cache_bytes=budget))) as c:
+
+        def gauges():
+            text = c.get("/metrics").text
+            return tuple(
+                metric(text, f"basereward_media_cache_{name}")
+                for name in ("bytes", "entries", "budget_bytes")
+            )
+
+        assert gauges() == (0, 0, budget)
+        for uid, image in (("a", big), ("b", big)):
+            assert c.post("/v1/media", json={"uid": uid, "images": [data_uri(image)]}).status_code == 200
+        assert gauges() == (2 * len(big), 2, budget)
+        # replacing an entry frees its old images
+        assert c.post("/v1/media", json={"uid": "a", "images": [data_uri(small)]}).status_code == 200
+        assert gauges() == (len(big) + len(small), 2, budget)
+        # a third entry goes over the budget: the least recently used (b) is evicted and its bytes come off
+        assert c.post("/v1/media", json={"uid": "c", "images": [data_uri(big)]}).status_code == 200
+        assert gauges() == (len(small) + len(big), 2, budget)

@@ -21,10 +21,28 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from basereward.serve import protocols as P
 from basereward.serve import routes_llamafactory, routes_native, routes_openrlhf, routes_ops, routes_vllm
 from basereward.serve.errors import BodyGuard, install_error_handlers
 from basereward.serve.routes_common import ServeState
 from basereward.serve.service import RewardService
+
+# Every answer but a 200 is an `ErrorResponse`: the OpenAPI schema says so (FastAPI would document a 422 of its own
+# shape, which this app never sends, and none of the others), so that a client generated from /openapi.json, and
+# the schema-driven fuzz test (tests/test_serve_fuzz.py), see the codes and body the server really answers with.
+BODY_ERRORS = {
+    400: "malformed JSON, or a Content-Length that is not a number",
+    413: "body over --max-body-mb",
+    422: "a field is invalid: `errors` names each one",
+    429: "busy: the queue is full by count or by bytes (--max-queue-mb); retry after Retry-After",
+    500: "scoring failed for a reason that is not the client's; `errors` names the sample",
+    503: "not scored within --request-timeout-s; retry after Retry-After",
+}
+AUTH_ERROR = {401: "missing or wrong API key (Authorization: Bearer <key>)"}
+
+
+def documented(errors: dict[int, str]) -> dict:
+    return {code: {"model": P.ErrorResponse, "description": why} for code, why in errors.items()}
 
 
 def create_app(
@@ -46,15 +64,18 @@ def create_app(
     app = FastAPI(title="basereward reward server", lifespan=lifespan)
     app.state.service = service
     app.state.serve = ServeState.of(service)
-    routers = (
+    auth = AUTH_ERROR if api_key else {}
+    scoring = (
         routes_native.router,
         routes_openrlhf.router(get_reward_paths),
         routes_vllm.router,
         routes_llamafactory.router,
-        routes_ops.router,
     )
-    for router in routers:
-        app.include_router(router)
+    for router in scoring:
+        app.include_router(router, responses=documented({**BODY_ERRORS, **auth}))
+    app.include_router(routes_ops.router, responses=documented(auth))
+    app.include_router(routes_ops.open_router)
+    routers = (*scoring, routes_ops.router, routes_ops.open_router)
     install_error_handlers(app)
     # Metrics label requests by the paths this app serves (not FastAPI's docs pages, not whatever a client probes).
     served = {r.path for router in routers for r in router.routes if isinstance(r, APIRoute)}
@@ -70,5 +91,10 @@ def create_app(
         queue_depth=lambda: sum(m.batcher.qsize() for m in service.all_members),
         max_batch_size=service.max_batch_size,
         max_batch_tokens=service.max_batch_tokens,
+        queue_bytes=lambda: service.queue_budget.used,
+        queue_budget_bytes=service.queue_budget.capacity,
+        media_cache_bytes=lambda: service.media.bytes,
+        media_cache_budget_bytes=service.media.max_bytes,
+        media_cache_entries=lambda: len(service.media),
     )
     return app

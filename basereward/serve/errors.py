@@ -29,9 +29,16 @@ RETRY_AFTER = "1"  # seconds: what the RL clients' retry helper waits before try
 OPEN_PATHS = frozenset({"/health"})  # answered without the API key: load balancers' and orchestrators' probes
 
 
+def _encodable(text: str) -> str:
+    """Messages quote the request (a path, a chat turn): whatever they hold must not make the answer itself fail to
+    encode as UTF-8, a 500 in place of the 4xx being answered."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_response(
     code: int, errors: list[P.FieldError], type_: str = "invalid_request_error"
 ) -> JSONResponse:
+    errors = [P.FieldError(field=_encodable(e.field), message=_encodable(e.message)) for e in errors]
     first = errors[0]
     body = P.ErrorResponse(
         error=P.ErrorBody(
@@ -45,16 +52,26 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=code)
 
 
+# pydantic names a union's model branch by its class (`image_url.ImageURL.url`): not a field of the request
+_MODEL_BRANCHES = frozenset(
+    name for name, v in vars(P).items() if isinstance(v, type) and issubclass(v, P.BaseModel)
+)
+
+
 def field_path(loc) -> str:
     """pydantic's loc ('body', 'samples', 0, 'messages', ...) -> 'samples[0].messages'. Union-branch labels
-    ('list[...]', 'str') are dropped and a discriminator tag repeated by its field name is kept once."""
+    ('list[...]', 'str', 'ImageURL') are dropped and a discriminator tag repeated by its field name is kept once."""
     out: list[str] = []
     for part in loc:
         if part == "body" and not out:
             continue
         if isinstance(part, int):
             out.append(f"[{part}]")
-        elif "[" in part or part in ("str", "int", "float", "bool", "none", "list", "dict"):
+        elif (
+            "[" in part
+            or part in ("str", "int", "float", "bool", "none", "list", "dict")
+            or part in _MODEL_BRANCHES
+        ):
             continue
         elif not out or out[-1] != f".{part}":
             out.append(f".{part}")

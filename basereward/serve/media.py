@@ -8,8 +8,9 @@ Accepted sources, in the order they are recognised:
   resolve (symlinks followed) inside the root;
 - bare base64 (a long string in the base64 alphabet whose bytes start like an image file).
 
-Every refusal is a `RequestError` naming the request field. Decoding (corrupt bytes, the pixel limit) happens later,
-in the one preprocessing path, whose errors name the same field through `ImageRef.where`.
+Every refusal is a `RequestError` naming the request field. Each image's header is read where the request names it
+(`check_pixels`: readable, within the pixel limit and the aspect ratio the vision processor takes); the full decode
+happens later, in the one preprocessing path, whose errors name the same field through `ImageRef.where`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ class MediaPolicy:
 
 
 def image_ref(source, field: str, policy: MediaPolicy) -> ImageRef:
-    """One image source string -> an `ImageRef` whose errors will name `field`."""
+    """One image source string -> an `ImageRef` whose errors will name `field`; its header already checked."""
+    return check_pixels(_resolve(source, field, policy), policy)
+
+
+def _resolve(source, field: str, policy: MediaPolicy) -> ImageRef:
     if not isinstance(source, str):
         raise RequestError(
             field, f"an image must be a string (data URI, path or URL), got {type(source).__name__}"
@@ -115,22 +120,33 @@ def _local(path: str, field: str, policy: MediaPolicy) -> ImageRef:
             field,
             "local image paths are disabled on this server (start it with --image-root DIR), send a data URI",
         )
+    if "\0" in path:  # the OS would refuse it with a ValueError: no file has this name
+        raise RequestError(field, "image path may not contain a NUL character")
     p = Path(path)
     if ".." in p.parts or ".." in path.replace("\\", "/").split("/"):
         raise RequestError(field, "image path may not contain '..'")
     root = policy.image_root.resolve()
-    full = (p if p.is_absolute() else root / p).resolve()
-    if not full.is_relative_to(root):
+    try:
+        full = (p if p.is_absolute() else root / p).resolve()
+        inside = full.is_relative_to(root)
+        found = inside and full.is_file()
+        size = full.stat().st_size if found else 0
+    except (OSError, ValueError) as e:  # a name too long, one the file system cannot encode...
+        # strerror, not str(e): that would show the client the server's own path to the root
+        raise RequestError(field, f"unusable image path: {getattr(e, 'strerror', None) or e}") from e
+    if not inside:
         raise RequestError(field, "image path is outside the server's image root")
-    if not full.is_file():
+    if not found:
         raise RequestError(field, f"image file not found under the image root: {path}")
-    _check_size(full.stat().st_size, field, policy)
+    _check_size(size, field, policy)
     return ImageRef(path=str(full), where=field)
 
 
 def check_pixels(ref: ImageRef, policy: MediaPolicy) -> ImageRef:
-    """Refuse an unreadable image or one over the pixel limit from its header alone (`ImageRef.verify` without
-    the decode, which the encoder does next): video frames are decoded by a path with no pixel guard of its own."""
+    """Refuse an unreadable image, one over the pixel limit or one too elongated for the vision processor, from its
+    header alone (`ImageRef.verify` without the decode, which the encoder does next). Video frames are decoded by
+    a path with no pixel guard of its own, and the processor's own refusals are ValueErrors the service cannot tell
+    from a bug, so both must be caught here."""
     try:
         replace(ref, where="").verify(policy.max_image_pixels, decode=False)
     except DataError as e:

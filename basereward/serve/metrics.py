@@ -2,7 +2,9 @@
 
 Requests by route and status code, samples scored, request latency, model forwards and their size in sequences
 (the proof that single-sample requests were batched), forward time and queue wait, plus gauges read at scrape
-time (queue depth, the configured batch limits).
+time: queue depth, the configured batch limits, and the two memory budgets, each as bytes in use next to its
+capacity (the requests in flight against `--max-queue-mb`, the `POST /v1/media` registry against
+`--media-cache-mb`), so an operator sees how close the server is to answering 429 or to evicting registered images.
 
 Every `Metrics` owns its own `CollectorRegistry` rather than prometheus_client's process-wide default: two apps in
 one process (the tests, a benchmark comparing two configurations) would otherwise collide on metric names, and
@@ -62,6 +64,27 @@ class Metrics:
         self.max_batch_tokens = Gauge(
             "basereward_max_batch_tokens", "configured max tokens per forward (0: none)", registry=reg
         )
+        self.queue_bytes = Gauge(
+            "basereward_queue_bytes",
+            "bytes held by the requests in flight: bodies, decoded images, encodings",
+            registry=reg,
+        )
+        self.queue_budget_bytes = Gauge(
+            "basereward_queue_budget_bytes", "configured --max-queue-mb in bytes (0: unbounded)", registry=reg
+        )
+        self.media_cache_bytes = Gauge(
+            "basereward_media_cache_bytes",
+            "bytes of images held by the POST /v1/media registry",
+            registry=reg,
+        )
+        self.media_cache_budget_bytes = Gauge(
+            "basereward_media_cache_budget_bytes",
+            "configured --media-cache-mb in bytes (0: unbounded)",
+            registry=reg,
+        )
+        self.media_cache_entries = Gauge(
+            "basereward_media_cache_entries", "uids registered with POST /v1/media", registry=reg
+        )
 
     def record_request(self, route: str, code: int, seconds: float) -> None:
         self.requests.labels(route, str(code)).inc()
@@ -77,12 +100,27 @@ class Metrics:
         self.queue_wait.observe(wait_s)
 
     def watch(
-        self, queue_depth: Callable[[], float], max_batch_size: int, max_batch_tokens: int | None
+        self,
+        queue_depth: Callable[[], float],
+        max_batch_size: int,
+        max_batch_tokens: int | None,
+        *,
+        queue_bytes: Callable[[], float] = lambda: 0,
+        queue_budget_bytes: int | None = None,
+        media_cache_bytes: Callable[[], float] = lambda: 0,
+        media_cache_budget_bytes: int | None = None,
+        media_cache_entries: Callable[[], float] = lambda: 0,
     ) -> None:
-        """Gauges of a server: the queue depth is read when scraped; the limits are fixed at start-up."""
+        """Gauges of a server: what is in use (depth, bytes, entries) is read when scraped, so it is never stale;
+        the limits are fixed at start-up (a budget of None, unbounded, shows as 0)."""
         self.queue_depth.set_function(queue_depth)
         self.max_batch_size.set(max_batch_size)
         self.max_batch_tokens.set(max_batch_tokens or 0)
+        self.queue_bytes.set_function(queue_bytes)
+        self.queue_budget_bytes.set(queue_budget_bytes or 0)
+        self.media_cache_bytes.set_function(media_cache_bytes)
+        self.media_cache_budget_bytes.set(media_cache_budget_bytes or 0)
+        self.media_cache_entries.set_function(media_cache_entries)
 
     def render(self) -> bytes:
         """The text exposition format of everything registered (serve it with `CONTENT_TYPE`)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from basereward.serve.media import MediaPolicy, RequestError, check_pixels, image_ref
+from basereward.serve.media import MediaPolicy, RequestError, image_ref
 from basereward.serve.protocols import ChatMessage, GetRewardRequest
 from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, ImageRef, Sample, VideoRef
 
@@ -78,11 +78,15 @@ def sample_from_messages(
     uid: str | None = None,
 ) -> Sample:
     """OpenAI-style chat whose last message is the assistant response -> a one-response Sample."""
+    if not messages:
+        raise RequestError(_at(field, "messages"), "missing response: no messages")
     last = len(messages) - 1
     if messages[last].role != "assistant":
         raise RequestError(
             _at(field, "messages"), "missing response: the last message must be the assistant turn"
         )
+    if last == 0:  # the chat template cannot render an empty prompt (an IndexError, a 500, before this check)
+        raise RequestError(_at(field, "messages"), "missing prompt: no message before the assistant response")
     response = _response_text(messages[last], _at(field, f"messages[{last}].content"))
     prompt: list[dict] = []
     slots: list[ImageRef | None] = []  # None: a placeholder filled from `images`
@@ -158,7 +162,7 @@ def _response_text(m: ChatMessage, where: str) -> str:
 def _video(frames: list[str], where: str, policy: MediaPolicy) -> VideoRef:
     if not frames:
         raise RequestError(where, "a video needs at least one frame")
-    refs = tuple(check_pixels(image_ref(f, f"{where}[{k}]", policy), policy) for k, f in enumerate(frames))
+    refs = tuple(image_ref(f, f"{where}[{k}]", policy) for k, f in enumerate(frames))
     return VideoRef(frames=refs, where=where)
 
 
@@ -279,6 +283,8 @@ def _chatml_turns(body: str, field: str) -> tuple[list[dict], str]:
         messages.append({"role": role, "content": content})
     if not messages or messages[-1]["role"] != "assistant":
         raise RequestError(field, "missing response: the text does not end with an assistant turn")
+    if len(messages) == 1:  # as in sample_from_messages: an empty prompt cannot be templated
+        raise RequestError(field, "missing prompt: no chat turn before the assistant response")
     return messages[:-1], messages[-1]["content"]
 
 

@@ -7,14 +7,31 @@ Bradley-Terry logit everywhere; a sigmoid is applied only when the request asks 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+# JSON may escape a lone surrogate (\udc80), which no UTF-8 text holds: the tokenizer, the file system and the
+# response encoder would each fail on it with a 500, so every string a request carries refuses it (a 422 naming the
+# field).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(s: str) -> str:
+    bad = _SURROGATE.search(s)
+    if bad is not None:
+        raise ValueError(
+            f"not valid Unicode: a lone surrogate (U+{ord(bad.group()):04X}) at character {bad.start()}"
+        )
+    return s
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
 TokenIds = list[int]
-TextOrTokens = str | list[str] | TokenIds | list[TokenIds]
+TextOrTokens = Text | list[Text] | TokenIds | list[TokenIds]
 
 
 class _Request(BaseModel):
@@ -28,20 +45,20 @@ class TextPart(_Request):
     """`{"type": "text", "text": "..."}`."""
 
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ImageURL(_Request):
-    url: str  # data:image/...;base64,..., a path under the server's --image-root, or an allow-listed http(s) URL
+    url: Text  # data:image/...;base64,..., a path under the server's --image-root, or an allow-listed http(s) URL
     # accepted for OpenAI compatibility; the processor's pixel bounds decide resolution
-    detail: str | None = None
+    detail: Text | None = None
 
 
 class ImageURLPart(_Request):
     """`{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}` (a bare string url is accepted)."""
 
     type: Literal["image_url"]
-    image_url: ImageURL | str
+    image_url: ImageURL | Text
 
 
 class ImagePart(_Request):
@@ -49,7 +66,7 @@ class ImagePart(_Request):
     from the sample's `images` list."""
 
     type: Literal["image"]
-    image: str | None = None
+    image: Text | None = None
 
 
 class VideoPart(_Request):
@@ -57,14 +74,14 @@ class VideoPart(_Request):
     `video` it is a placeholder filled from the sample's `videos` list."""
 
     type: Literal["video"]
-    video: list[str] | None = None
+    video: list[Text] | None = None
 
 
 class VideoURLPart(_Request):
     """vLLM's `video_url` part. Accepted by the schema only to answer with a clear 422: send frames instead."""
 
     type: Literal["video_url"]
-    video_url: dict[str, Any] | str
+    video_url: dict[str, Any] | Text
 
 
 ContentPart = Annotated[
@@ -77,7 +94,7 @@ class ChatMessage(_Request):
     filled in order from the sample's `images` / `videos`."""
 
     role: Literal["system", "user", "assistant"]
-    content: str | list[ContentPart]
+    content: Text | list[ContentPart]
 
 
 # ---- native: POST /v1/reward ----------------------------------------------------------------------------------
@@ -86,19 +103,19 @@ class ChatMessage(_Request):
 class RewardSample(_Request):
     """One prompt and one response to score: the last message is the assistant response."""
 
-    uid: str | None = None  # echoed back; lets RL clients join results to rollouts
+    uid: Text | None = None  # echoed back; lets RL clients join results to rollouts
     messages: list[ChatMessage] = Field(min_length=1)
     # url | path | base64, filling image placeholders in order
-    images: list[str] = Field(default_factory=list)
+    images: list[Text] = Field(default_factory=list)
     # each video as its frames, filling video placeholders
-    videos: list[list[str]] = Field(default_factory=list)
-    group: str | None = None  # GRPO group id: samples of one group are scored side by side
+    videos: list[list[Text]] = Field(default_factory=list)
+    group: Text | None = None  # GRPO group id: samples of one group are scored side by side
 
 
 class RewardRequest(_Request):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    model: str | None = None
+    model: Text | None = None
     samples: list[RewardSample] = Field(min_length=1)
     return_: list[Literal["raw", "normalized", "prob"]] = Field(
         default_factory=lambda: ["raw"], alias="return"
@@ -135,11 +152,11 @@ class GetRewardRequest(_Request):
     """OpenRLHF's remote RM request; `images` and `uids` are basereward's backward-compatible extensions. A label
     may also be an object `{"gt": ..., "images": [...], "uid": ...}`."""
 
-    query: list[str] = Field(min_length=1)  # decoded prompt + response, special tokens kept
-    prompts: list[str] | None = None  # decoded prompts (used to split query when it carries no chat markup)
+    query: list[Text] = Field(min_length=1)  # decoded prompt + response, special tokens kept
+    prompts: list[Text] | None = None  # decoded prompts (used to split query when it carries no chat markup)
     labels: list[Any] | None = None
-    images: list[list[str] | None] | None = None  # per query: image sources for its image placeholders
-    uids: list[str | None] | None = None
+    images: list[list[Text] | None] | None = None  # per query: image sources for its image placeholders
+    uids: list[Text | None] | None = None
 
 
 class GetRewardResponse(BaseModel):
@@ -152,8 +169,8 @@ class MediaRequest(_Request):
     """basereward's `uid -> media` registry: register a prompt's images once, then send text-only requests with
     the uid (OpenRLHF `uids` or `labels[i].uid`)."""
 
-    uid: str = Field(min_length=1)
-    images: list[str] = Field(min_length=1)  # data URIs, or paths / URLs where the server allows them
+    uid: Text = Field(min_length=1)
+    images: list[Text] = Field(min_length=1)  # data URIs, or paths / URLs where the server allows them
 
 
 class MediaResponse(BaseModel):
@@ -169,15 +186,15 @@ class ClassifyRequest(_Request):
     """vLLM's classify request. Exactly one of `input` (text, texts, token ids) or `messages` (chat with image
     parts). `use_activation` (or the legacy `activation`) true returns sigmoid(raw); the default is raw."""
 
-    model: str | None = None
+    model: Text | None = None
     input: TextOrTokens | None = None
-    messages: list[ChatMessage] | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
     use_activation: bool | None = None
     activation: bool | None = None  # verl before vLLM 0.11.2; `use_activation` wins when both are given
 
 
 class PoolingRequest(ClassifyRequest):
-    task: str | None = None  # "classify" (the only pooling task a reward model has); others are a 422
+    task: Text | None = None  # "classify" (the only pooling task a reward model has); others are a 422
 
 
 class Usage(BaseModel):
@@ -227,7 +244,7 @@ class PoolingResponse(BaseModel):
 class EmbeddingRequest(_Request):
     """OpenAI embeddings request; the "embedding" is the 1-element raw score, never L2-normalised."""
 
-    model: str | None = None
+    model: Text | None = None
     input: TextOrTokens
     encoding_format: Literal["float"] = "float"
 
@@ -249,7 +266,7 @@ class EmbeddingResponse(BaseModel):
 
 
 class ScoreEvaluationRequest(_Request):
-    model: str | None = None
+    model: Text | None = None
     messages: list[str] = Field(min_length=1)  # decoded prompt + response strings
     max_length: int | None = None  # inputs longer than this are a 422 (never silently truncated)
 

@@ -9,10 +9,11 @@ from basereward.serve import protocols as P
 from basereward.serve.metrics import CONTENT_TYPE
 from basereward.serve.routes_common import State
 
-router = APIRouter()
+router = APIRouter()  # behind the API key when the server has one
+open_router = APIRouter()  # never behind it (errors.OPEN_PATHS)
 
 
-@router.get("/health", response_model=P.Health)
+@open_router.get("/health", response_model=P.Health)
 async def health(st: State):
     service = st.service
     m = service.scorer.model
@@ -43,6 +44,13 @@ async def models(st: State):
     return P.ModelList(data=[card])
 
 
-@router.get("/metrics")
+# The schema documents the 200 as text (the exposition format), while the errors keep their JSON bodies.
+METRICS_200 = {
+    "description": "Prometheus text exposition",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
+@router.get("/metrics", response_class=Response, responses={200: METRICS_200})
 async def metrics(st: State):
     return Response(st.service.metrics.render(), media_type=CONTENT_TYPE)
