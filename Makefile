@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-slow lint format clean
+.PHONY: demo test test-slow lint format clean browser
 
 # torch is installed first and pinned to the CPU build: a bare `torch` requirement resolves to a multi-GB CUDA
 # wheel. pyproject.toml has ranges (users install beside their own torch/transformers); our venv takes the exact
@@ -29,7 +29,19 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(BIN)/basereward demo
 
+# The browser tests of report.html (tests/test_html_report.py) drive Debian's Chromium through playwright-python
+# (a dev dependency). `playwright install` is never run: it downloads a browser of its own, which a closed network
+# refuses, and playwright drives /usr/bin/chromium as well. Where Chromium cannot be installed those tests skip
+# and say why.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "make browser: /usr/bin/chromium is missing; install it as root: apt-get install -y chromium"; exit 1; fi
+
+# `make browser` may fail (no root, no network): the suite runs all the same, the browser tests skipping
 test: $(VENV)/.installed
+	@$(MAKE) --no-print-directory browser || echo "browser tests will be skipped: \`make browser\` failed (above)"
 	$(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.installed

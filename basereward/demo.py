@@ -72,7 +72,7 @@ def accuracy_by_kind(scorer, pairs) -> dict[str, float]:
 def benchmark_reports(model_dir: str, test_pairs, out: Path) -> dict:
     """The held-out image pairs written in each benchmark's official schema, evaluated by `basereward eval` (real
     loaders, official metrics, length baseline beside the model); reports land in out/reports/<benchmark>/."""
-    from basereward.eval.evaluate import evaluate
+    from basereward.eval.harness import evaluate
     from basereward.eval.synthetic_sets import write_all
 
     headline = {}

@@ -9,7 +9,7 @@ A call runs four stages; a caller holding encodings already (the server's batche
              sample; "padded": repeated per response; the same rewards to float rounding, test_shared_layout.py)
     forward  Batch -> rewards per sample, under bf16 autocast when configured (`batch_rewards`)
 
-Pairs go through the same path as samples of two responses (`score_pairs`).
+Pairs go through the same path, merged by prompt into samples of their distinct responses (`score_pairs`).
 """
 
 from __future__ import annotations
@@ -161,13 +161,49 @@ class RewardScorer:
     sigmoid = staticmethod(sigmoid)
 
 
+def merge_pairs(pairs: Sequence) -> tuple[list[Sample], list[tuple[int, int, int]]]:
+    """The PreferencePairs as samples to score, each distinct response of a prompt once: pairs with equal
+    `prompt_key()` (same prompt and images) become one sample, and `where[k]` = (sample, chosen's response index,
+    rejected's response index) of pair k. A response's reward does not depend on the others scored with it, so
+    this changes no number, only the work: RM-Bench's 9 pairs per prompt hold 6 responses, MM-RLHF-RewardBench's
+    pairs of a query 3-5, and their prompt is encoded once. Pairs with videos are never merged."""
+    samples: list[Sample] = []
+    slots: dict[str, tuple[int, dict[str, int]]] = {}
+    where: list[tuple[int, int, int]] = []
+    for p in pairs:
+        key = p.as_sample().prompt_key()
+        if key is None or key not in slots:
+            samples.append(Sample(p.prompt, [], p.images, p.videos, p.id))
+            index: dict[str, int] = {}
+            if key is not None:
+                slots[key] = (len(samples) - 1, index)
+            at = len(samples) - 1
+        else:
+            at, index = slots[key]
+        for text in (p.chosen, p.rejected):
+            if text not in index:
+                index[text] = len(samples[at].responses)
+                samples[at].responses.append(text)
+        where.append((at, index[p.chosen], index[p.rejected]))
+    return samples, where
+
+
+def pair_rewards(
+    rewards: Sequence[Sequence[float]], where: Sequence[tuple[int, int, int]]
+) -> list[tuple[float, float]]:
+    """(chosen reward, rejected reward) per pair from the merged samples' rewards (`merge_pairs`)."""
+    return [(float(rewards[s][c]), float(rewards[s][r])) for s, c, r in where]
+
+
 def score_pairs(scorer: Scorer, pairs: Sequence) -> list[tuple[float, float]]:
-    """(chosen reward, rejected reward) of each PreferencePair. A pair is one sample with two responses, so with a
-    RewardScorer its prompt and images are encoded once and the scorer's layout and batch size apply."""
-    rewards = scorer([p.as_sample() for p in pairs])
-    if len(rewards) != len(pairs) or any(len(r) != 2 for r in rewards):
-        raise RuntimeError(f"scorer returned {len(rewards)} reward lists for {len(pairs)} pairs (2 each)")
-    return [(float(c), float(r)) for c, r in rewards]
+    """(chosen reward, rejected reward) of each PreferencePair, through the one scoring path: the pairs merged by
+    prompt (`merge_pairs`; a pair alone is one sample with two responses), so with a RewardScorer each prompt and
+    its images are encoded once and the scorer's layout and batch size apply."""
+    samples, where = merge_pairs(pairs)
+    rewards = scorer(samples)
+    if len(rewards) != len(samples) or any(len(r) != len(s.responses) for r, s in zip(rewards, samples)):
+        raise RuntimeError(f"scorer returned {len(rewards)} reward lists for {len(samples)} samples")
+    return pair_rewards(rewards, where)
 
 
 def load_scorer(

@@ -1,5 +1,6 @@
 """`torchrun -m basereward eval|score` on 2 processes (gloo, CPU) gives what one process gives: the same metrics and
-report, the same score file byte for byte, and one JSON line; a bad image met by one rank stops every rank.
+report, the same score file byte for byte, and one JSON line; a bad image, or a failure met by one rank
+mid-scoring, stops every rank.
 
 13 pairs (10 with an image, 3 text-only) in units of 3 make 5 units, so one rank scores a padding unit; units of 2
 make 7. The one-process runs use one thread, as torchrun gives each rank: the thread count changes CPU rounding.
@@ -97,9 +98,9 @@ def test_two_rank_score_file_is_byte_identical(root, capsys):
     assert not (root / "two.jsonl.tmp").exists()
 
 
-def test_a_bad_image_on_one_rank_stops_both(root):
-    """VL-RewardBench images are decoded only when scored: a corrupt one in the second unit of 3 pairs (rank 1's)
-    fails rank 1 mid-scoring; rank 0 must stop too, with one line each, and nothing is written."""
+def test_a_bad_image_stops_every_rank_before_scoring(root):
+    """Every image is verified before the process group is joined (eval's check_media), on every rank alike: a
+    corrupt one in rank 1's unit stops both ranks with the same located line, and nothing is written."""
     bad = root / "vl-bad"
     bad.mkdir()
     rows = [json.loads(line) for line in (root / "vl" / "data.jsonl").read_text().splitlines()]
@@ -108,29 +109,55 @@ def test_a_bad_image_on_one_rank_stops_both(root):
         (bad / row["image_path"]).parent.mkdir(parents=True, exist_ok=True)
         (bad / row["image_path"]).write_bytes(b"not a png" if i == 4 else src.read_bytes())
     (bad / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc = torchrun(
-        [
-            "eval",
-            "--benchmark",
-            "vl-rewardbench",
-            "--data",
-            bad / "data.jsonl",
-            "--model",
-            root / "rm",
-            "--batch-size",
-            3,
-            "--out",
-            root / "bad-report",
-        ],
-        nproc=2,
-        timeout=180,
-    )
+    argv = ["eval", "--benchmark", "vl-rewardbench", "--data", bad / "data.jsonl", "--model", root / "rm"]
+    proc = torchrun([*argv, "--batch-size", 3, "--out", root / "bad-report"], nproc=2, timeout=180)
     assert proc.returncode != 0
     # the two ranks write to one stderr: their lines may interleave, so split on the message prefix, not on lines
     errors = [
         "basereward eval: error:" + e.split("\n")[0] for e in proc.stderr.split("basereward eval: error:")[1:]
     ]
     assert len(errors) == 2, proc.stderr[-3000:]
-    assert any(f"data.jsonl:5 id={rows[4]['id']}: corrupt or unreadable image" in e for e in errors)
-    assert any("scoring failed on 1 other rank" in e for e in errors)
+    assert all(f"data.jsonl:5 id={rows[4]['id']}: corrupt or unreadable image" in e for e in errors), errors
     assert "{" not in proc.stdout and not (root / "bad-report").exists()
+
+
+FAIL_ON_RANK_1 = """
+from basereward import distributed
+from basereward.eval.distributed_scoring import join, score_sharded
+from basereward.types import DataError
+
+join()
+rank = distributed.current().rank
+
+
+def score(batch):
+    if rank == 1:  # as when an image goes missing after the check, mid-run
+        raise DataError("data.jsonl:5: image file not found: x.png")
+    return [0.0] * len(batch)
+
+
+try:
+    score_sharded(list(range(6)), score, 3, "t", progress=False)
+    print(f"rank {rank}: finished", flush=True)
+except DataError as e:
+    print(f"rank {rank}: {e}", flush=True)
+"""
+
+
+def test_a_failure_mid_scoring_on_one_rank_stops_both(tmp_path):
+    """A DataError met by one rank while scoring (not caught by the checks before it) stops every rank at the
+    gather instead of leaving them waiting: the failing rank with its own error, the other pointing to it."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fail.py"
+    script.write_text(FAIL_ON_RANK_1)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # both ranks print to one stdout, so their lines may run together: look for each message, not for lines
+    assert "rank 0: scoring failed on 1 other rank(s); see their error in this log" in proc.stdout, proc.stdout
+    assert "rank 1: data.jsonl:5: image file not found: x.png" in proc.stdout, proc.stdout
+    assert "finished" not in proc.stdout

@@ -378,7 +378,7 @@ def test_console_script_last_line_is_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert headline(result, "multimodal-rewardbench") == mmrb_by_hand(mmrb_rows())
-    assert "pair" in proc.stderr  # the progress bar
+    assert "prompt/s" in proc.stderr  # the progress bar (pairs are scored merged by prompt)
     assert (tmp_path / "out" / "report.md").is_file()
 
 
@@ -487,7 +487,7 @@ def test_real_scorer_on_real_records_matches_the_model_run_directly(tmp_path, ca
     assert doc["baseline_length"]["metrics"] == vlrb_by_hand(rows)
 
     # the typed verb, with a ready scorer in the padded layout: the same numbers
-    from basereward.eval.evaluate import evaluate
+    from basereward.eval.harness import evaluate
     from basereward.scoring import load_scorer
 
     padded = load_scorer(tiny_rm, device="cpu", progress=False, layout="padded", batch_size=3)

@@ -132,6 +132,76 @@ def test_mmrlhf_mixed_category_id_is_credited_to_the_first_keyword():
     assert res.extra["acc_plus_by_category"]["video"] == 0.0
 
 
+def test_mmrlhf_per_category_acc_plus_counts_every_keyword_in_any_path_as_the_official_script():
+    """cal_performance_mmreweard_bench.py: an id counts in the acc+ denominator of every keyword found anywhere in
+    any of its paths, and an all-right id is credited to the first keyword found. Id x's second image lives under
+    mcq/ but its name holds "short": x counts for short's acc+ (1 of 2 ids there right: y), though neither of its
+    pairs is a short pair."""
+    groups, cats = ["x", "x", "y"], ["mcq", "mcq", "short"]
+    paths = ["mcq/a.jpg", "mcq/shortcut_b.jpg", "short/c.jpg"]
+    pref, rej = rewards([True, True, False])
+    res = M.mm_rlhf_rewardbench(pref, rej, groups, cats, paths)
+    plus = res.extra["acc_plus_by_category"]
+    assert (plus["mcq"], plus["short"]) == (
+        100.0,
+        0.0,
+    )  # x right: credited to mcq; short: x and y, 0 credited
+    assert res.extra["queries_by_category"] == {"mcq": 1, "long": 0, "short": 2, "safety": 0, "video": 0}
+    assert (res.headline["short"], res.headline["acc_plus"]) == (
+        0.0,
+        50.0,
+    )  # pair accuracy by category: y only
+    # without the paths, only the rows' categories count: short's denominator is y alone
+    assert M.mm_rlhf_rewardbench(pref, rej, groups, cats).extra["queries_by_category"]["short"] == 1
+
+
+@pytest.mark.parametrize(
+    "ties, accuracy, n",
+    [("wrong", 25.0, 4), ("half", 50.0, 4), ("drop", 50.0, 2)],
+)
+def test_tie_policies_credit_a_tie_zero_half_or_drop_it(ties, accuracy, n):
+    # right, tie, wrong, tie: wrong 1/4; half (1 + 0.5 + 0 + 0.5)/4; drop 1/2 over the two decided pairs
+    pref, rej = [1.0, 2.0, 3.0, 1.0], [0.0, 2.0, 4.0, 1.0]
+    res = M.pairs_accuracy(pref, rej, ["a", "a", "b", "b"], ties)
+    assert res.headline == {"accuracy": accuracy, "n": n, "ties": 2}
+    assert res.categories["b"].accuracy == {"wrong": 0.0, "half": 25.0, "drop": 0.0}[ties]
+    assert res.categories["b"].n == {"wrong": 2, "half": 2, "drop": 1}[ties]
+
+
+def test_tie_policy_in_acc_plus_and_the_rm_bench_matrix():
+    # MM-RLHF: id a = [tie, right], b = [right, right], c = [tie]
+    groups, cats = ["a", "a", "b", "b", "c"], ["mcq"] * 5
+    pref, rej = [1.0, 1.0, 1.0, 1.0, 2.0], [1.0, 0.0, 0.0, 0.0, 2.0]
+    plus = {
+        t: M.mm_rlhf_rewardbench(pref, rej, groups, cats, ties=t).headline for t in ("wrong", "half", "drop")
+    }
+    assert plus["wrong"]["acc_plus"] == 100.0 / 3  # b only
+    assert plus["half"]["acc_plus"] == 100.0 * (0.5 + 1 + 0.5) / 3  # a coin per tie: P(all right)
+    assert plus["drop"]["acc_plus"] == 100.0 and plus["drop"]["n_queries"] == 2  # c has no pair left
+    assert (plus["drop"]["acc"], plus["drop"]["n_pairs"], plus["drop"]["ties"]) == (100.0, 3, 2)
+    # RM-Bench, the spec's worked example: cell [0][0] is right for prompt A and a tie (1.0 vs 1.0) for B
+    from basereward.eval.text_metrics import rm_bench
+
+    chosen = {"A": [2.0, 3.0, 3.5], "B": [1.0, 1.0, 2.0]}
+    rejected = {"A": [1.0, 2.5, 4.0], "B": [1.0, 0.5, 0.5]}
+    rows = [(g, i, j) for g in "AB" for i in range(3) for j in range(3)]
+    args = (
+        [chosen[g][i] for g, i, _ in rows],
+        [rejected[g][j] for g, _, j in rows],
+        ["chat"] * len(rows),
+        [i for _, i, _ in rows],
+        [j for _, _, j in rows],
+        [g for g, _, _ in rows],
+    )
+    cell = {
+        t: rm_bench(*args, ties=t).extra["per_domain"]["chat"]["matrix"][0][0]
+        for t in ("wrong", "half", "drop")
+    }
+    assert cell == {"wrong": 50.0, "half": 75.0, "drop": 100.0}
+    with pytest.raises(ValueError, match="unknown tie policy 'coin'"):
+        M.pairs_accuracy(pref, rej, cats, "coin")
+
+
 def test_mmrlhf_published_denominators():
     """R1-Reward 80.59 = 137/170 and 54.35 = 25/46 on the documented 170 pairs / 46 ids."""
     layout = {"mcq": (42, 10), "long": (37, 10), "short": (34, 10), "safety": (32, 6), "video": (25, 10)}

@@ -17,7 +17,8 @@ BROKEN = [
     (b'{"id": "x", "prompt": \n', "malformed JSON: Expecting value at column 24"),
     (b'{"id": "\xff"}\n', "invalid UTF-8: bad byte at column 9"),
     (b'"just text"\n', "a record must be a JSON object, got str"),
-    (b'{"id": "a\tb"}\n', "malformed JSON: Invalid control character at column 10"),  # json's msg ends in "at"
+    # json's own message here ends in "at"
+    (b'{"id": "a\tb"}\n', "malformed JSON: Invalid control character at column 10"),
 ]
 
 

@@ -204,10 +204,11 @@ def test_score_pairs_honours_the_padded_layout(tiny_dirs, images):
         padded = score_pairs(RewardScorer(model, encoder=enc, batch_size=4, layout="padded"), pairs)
     finally:
         hook.remove()
-    # 6 pairs, 4 rows per forward, a pair never split: 3 forwards of 2 pairs
-    assert [b.input_ids.shape[0] for b in seen] == [4, 4, 4]
+    # 6 pairs, each twice: merged by prompt into 3 samples of 2 responses (scoring.merge_pairs); 4 rows per
+    # forward, a sample never split: padded 4 + 2 rows, shared one row per sample, 2 samples per forward
+    assert [b.input_ids.shape[0] for b in seen] == [4, 2]
     assert all(b.position_shift is None for b in seen)
-    assert [b.input_ids.shape[0] for b in shared_batches] == [2, 2, 2]
+    assert [b.input_ids.shape[0] for b in shared_batches] == [2, 1]
     assert all(b.position_shift is not None for b in shared_batches)
     with torch.no_grad():
         alone = separate_rewards(model, [enc.encode(p.as_sample()) for p in pairs], enc.pad_id)

@@ -4,8 +4,10 @@
 
 The converter (basereward/data/sources) turns raw rows into pairs; this driver validates every pair
 (placeholder count, responses, images decodable), applies the error policy and writes shards. Bad input fails
-with a message naming source, file and row; with `--on-error skip` the row is skipped and counted by reason.
-Rows a source's own rules leave out (ties, video, ...) are counted as `dropped`, never errors.
+with a message naming source, file and row; with `--on-error skip` the row is skipped and counted by reason, and
+every good row before and after it is written. Rows a source's own rules leave out (ties, video, ...) are
+counted as `dropped`, never errors. A pair whose chosen equals its rejected is never written: bad input in an
+import format (a file users write), a `dropped` "chosen == rejected" in a public source (a known quirk there).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from basereward.config import call_with_flags
-from basereward.data.io import LoadStats
+from basereward.data.io import LoadStats, check_responses
 from basereward.data.shards import FORMATS, ShardWriter
-from basereward.data.sources import SOURCES, converter
+from basereward.data.sources import IMPORT_FORMATS, SOURCES, converter
 from basereward.data.sources.text import Drop
-from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, PreferencePair
+from basereward.types import IMAGE_TAG, DataError, PreferencePair
 
 
 @dataclass
@@ -134,11 +136,15 @@ def iter_pairs(
         if isinstance(result, Drop):
             stats.dropped[result.reason] = stats.dropped.get(result.reason, 0) + 1
             continue
+        strict = source in IMPORT_FORMATS
         try:
             if isinstance(result, Exception):
                 raise result
             for pair in result:
                 check_pair(pair, where)
+            distinct = [p for p in result if p.chosen.strip() != p.rejected.strip()]
+            if strict and len(distinct) < len(result):
+                raise DataError(f"{where}: chosen == rejected: no preference to learn or measure")
         except DataError as e:
             # every message names the source
             err = e if str(e).startswith("[") else DataError(f"[{source}] {e}")
@@ -146,8 +152,14 @@ def iter_pairs(
                 raise err from None
             stats.skip(err)
             continue
+        if len(distinct) < len(result):
+            stats.dropped["chosen == rejected"] = stats.dropped.get("chosen == rejected", 0) + (
+                len(result) - len(distinct)
+            )
+        if result and not distinct:  # every pair of the row was identical: the row gave none
+            continue
         stats.kept += 1
-        for pair in result:
+        for pair in distinct:
             if revision:
                 pair.meta["revision"] = revision
             stats.pairs += 1
@@ -159,10 +171,10 @@ def check_pair(pair: PreferencePair, where: str) -> None:
     if not pair.prompt or pair.prompt[-1]["role"] != "user":
         raise DataError(f"{where}: the prompt must end with a user turn")
     for key, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: empty response in '{key}'")
-        if IMAGE_TAG in text or VIDEO_TAG in text:
-            raise DataError(f"{where}: '{key}' contains an {IMAGE_TAG}/{VIDEO_TAG} tag")
+        if not isinstance(text, str):
+            raise DataError(f"{where}: field '{key}' must be a string, got {type(text).__name__}")
+    # chosen == rejected is the caller's to judge: a dropped quirk in a public source, bad input in an import
+    check_responses(pair.chosen, pair.rejected, where, distinct=False)
     tags = sum(m["content"].count(IMAGE_TAG) for m in pair.prompt)
     if tags != len(pair.images):
         raise DataError(f"{where}: image placeholder count mismatch: {tags} tags, {len(pair.images)} images")

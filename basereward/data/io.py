@@ -106,14 +106,7 @@ def parse_record(line: bytes | str | dict | DataError, *, where: str, base_dir: 
     for key, val in (("chosen", chosen), ("rejected", rejected)):
         if not isinstance(val, str):
             raise DataError(f"{where}: field '{key}' must be a string, got {type(val).__name__}")
-        if not val.strip():
-            raise DataError(f"{where}: empty response in field '{key}'")
-        if IMAGE_TAG in val or VIDEO_TAG in val:
-            raise DataError(
-                f"{where}: field '{key}' contains an {IMAGE_TAG}/{VIDEO_TAG} tag (responses hold none)"
-            )
-    if chosen.strip() == rejected.strip():  # no preference to learn or to measure: a counted skip, not a 0.5
-        raise DataError(f"{where}: chosen == rejected: no preference to learn or measure")
+    check_responses(chosen, rejected, where)
     images = [_parse_image(x, where, base_dir, i) for i, x in enumerate(rec.get("images") or [])]
     videos = [_parse_video(x, where, base_dir, i) for i, x in enumerate(rec.get("videos") or [])]
     n_img = sum(str(m.get("content", "")).count(IMAGE_TAG) for m in prompt)
@@ -154,6 +147,28 @@ def parse_record(line: bytes | str | dict | DataError, *, where: str, base_dir: 
         meta=meta,
         where=where,
     )
+
+
+def check_responses(
+    chosen: str,
+    rejected: str,
+    where: str,
+    fields: tuple[str, str] = ("chosen", "rejected"),
+    distinct: bool = True,
+) -> None:
+    """The rules every pair's two responses obey, wherever the pair comes from (pair files, converters, benchmark
+    loaders), worded once so that a skip is counted under the same cause everywhere: non-blank, no media tag (the
+    media belong to the prompt), and, unless `distinct` is False, different from each other (an identical pair
+    has no preference to learn or measure: every scorer ties on it). `fields` name the two as the file does."""
+    for key, text in zip(fields, (chosen, rejected)):
+        if not text.strip():
+            raise DataError(f"{where}: empty response in field '{key}'")
+        if IMAGE_TAG in text or VIDEO_TAG in text:
+            raise DataError(
+                f"{where}: field '{key}' contains an {IMAGE_TAG}/{VIDEO_TAG} tag: responses hold none"
+            )
+    if distinct and chosen.strip() == rejected.strip():
+        raise DataError(f"{where}: chosen == rejected: no preference to learn or measure")
 
 
 def _parse_prompt(value, where: str) -> list[dict]:

@@ -32,7 +32,12 @@ def join(device: str = "auto") -> distributed.DistInfo:
 
 
 def score_sharded(
-    items: Sequence, score: Callable[[list], list], unit: int, desc: str, progress: bool = True
+    items: Sequence,
+    score: Callable[[list], list],
+    unit: int,
+    desc: str,
+    progress: bool = True,
+    noun: str = "pair",
 ) -> tuple[list | None, float]:
     """`score` (a list of items -> one result per item) over this rank's units of `unit` items. Returns every
     result in the original order on rank 0 (None on the others) and the seconds from the common start to the
@@ -47,7 +52,7 @@ def score_sharded(
     with tqdm(
         total=sum(map(len, spans)),
         desc=desc,
-        unit="pair",
+        unit=noun,
         file=sys.stderr,
         mininterval=0.5,
         disable=not (progress and info.is_main),

@@ -1,8 +1,9 @@
 """The official benchmark metrics as pure functions of rewards and labels (docs/benchmarks.md §2.4, 3.3,
 4.3 and 5).
 
-A pair is right iff reward(preferred) > reward(rejected), strictly: a tie (equal rewards) is wrong and counted in
-`ties`; a NaN reward is wrong too (every comparison with NaN is False). Accuracies are percentages (0-100),
+A pair is right iff reward(preferred) > reward(rejected), strictly; a NaN reward is wrong (every comparison with
+NaN is False); a tie (equal rewards) is counted in `ties` and credited by the tie policy (basereward.eval.tally:
+wrong by default, half, or dropped). Accuracies are percentages (0-100),
 unrounded, and None where a category has no pairs. Each benchmark function returns a `Result` whose `headline`
 holds exactly the keys `basereward eval` prints, and whose `categories` holds the counts behind them.
 """
@@ -11,59 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class Tally:
-    correct: int = 0
-    n: int = 0
-    ties: int = 0
-
-    @property
-    def accuracy(self) -> float | None:
-        return 100.0 * self.correct / self.n if self.n else None
-
-    def add(self, correct: bool, tie: bool) -> Tally:
-        return Tally(self.correct + int(correct), self.n + 1, self.ties + int(tie))
-
-    def as_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "correct": self.correct, "n": self.n, "ties": self.ties}
-
-
-@dataclass
-class Result:
-    headline: dict[str, float | int | None]
-    categories: dict[str, Tally] = field(default_factory=dict)
-    # counts that explain a number (duplicates, acc+ per category)
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-def judge(pref: Sequence[float], rej: Sequence[float]) -> tuple[list[bool], list[bool]]:
-    """(correct, tie) per pair under the strict rule."""
-    if len(pref) != len(rej):
-        raise ValueError(f"{len(pref)} preferred rewards but {len(rej)} rejected")
-    return [p > r for p, r in zip(pref, rej)], [p == r for p, r in zip(pref, rej)]
-
-
-def tally_by(correct: Sequence[bool], ties: Sequence[bool], labels: Sequence[str | None]) -> dict[str, Tally]:
-    """Per-label tallies; pairs labelled None belong to no category (they still count in the totals)."""
-    out: dict[str, Tally] = {}
-    for c, t, label in zip(correct, ties, labels):
-        if label is not None:
-            out[label] = out.get(label, Tally()).add(c, t)
-    return out
-
-
-def total(correct: Sequence[bool], ties: Sequence[bool]) -> Tally:
-    return Tally(sum(map(bool, correct)), len(correct), sum(map(bool, ties)))
-
-
-def mean_or_none(values: Sequence[float | None]) -> float | None:
-    """Unweighted mean, defined only when every column has pairs (a mean over fewer columns is another number)."""
-    if not values or any(v is None for v in values):
-        return None
-    return sum(values) / len(values)
+from basereward.eval.tally import Result, Tally, judge, mean_or_none, tally_by, total
+from basereward.eval.text_metrics import rewardbench, rm_bench
 
 
 def _acc(cats: dict[str, Tally], name: str) -> float | None:
@@ -74,7 +25,11 @@ def _acc(cats: dict[str, Tally], name: str) -> float | None:
 
 
 def vl_rewardbench(
-    pref: Sequence[float], rej: Sequence[float], groups: Sequence[str], keys: Sequence[Hashable] | None = None
+    pref: Sequence[float],
+    rej: Sequence[float],
+    groups: Sequence[str],
+    keys: Sequence[Hashable] | None = None,
+    ties: str = "wrong",
 ) -> Result:
     """Overall = micro accuracy over pairs; macro = mean of the general / hallucination / reasoning accuracies.
 
@@ -88,9 +43,9 @@ def vl_rewardbench(
             first.setdefault(k, i)
         keep = sorted(first.values())
     pref, rej, groups = [pref[i] for i in keep], [rej[i] for i in keep], [groups[i] for i in keep]
-    correct, ties = judge(pref, rej)
-    cats = tally_by(correct, ties, groups)
-    all_ = total(correct, ties)
+    credits, tie = judge(pref, rej, ties)
+    cats = tally_by(credits, tie, groups)
+    all_ = total(credits, tie)
     per = {g: _acc(cats, g) for g in ("general", "hallucination", "reasoning")}
     headline = {
         "overall": all_.accuracy,
@@ -117,12 +72,14 @@ MMRB_COLUMNS = {
 }
 
 
-def multimodal_rewardbench(pref: Sequence[float], rej: Sequence[float], buckets: Sequence[str]) -> Result:
+def multimodal_rewardbench(
+    pref: Sequence[float], rej: Sequence[float], buckets: Sequence[str], ties: str = "wrong"
+) -> Result:
     """Overall = micro accuracy over all rows (the official README); mean7 = unweighted mean of the 7 columns
     (Correctness, Preference, Knowledge, Math, Coding, Safety, VQA) that RM papers call "Overall".
     Safety is micro over bias + toxicity (only bias is released); Reasoning (README) is micro over math + coding."""
-    correct, ties = judge(pref, rej)
-    cats = tally_by(correct, ties, buckets)
+    credits, tie = judge(pref, rej, ties)
+    cats = tally_by(credits, tie, buckets)
     # README columns that pool two buckets
     for pooled in ("safety", "reasoning"):
         parts = [t for name, t in cats.items() if name.startswith(pooled + "/")]
@@ -130,7 +87,7 @@ def multimodal_rewardbench(pref: Sequence[float], rej: Sequence[float], buckets:
             cats[pooled] = Tally(
                 sum(t.correct for t in parts), sum(t.n for t in parts), sum(t.ties for t in parts)
             )
-    all_ = total(correct, ties)
+    all_ = total(credits, tie)
     cols = {key: _acc(cats, bucket) for key, bucket in MMRB_COLUMNS.items()}
     headline = {
         "overall": all_.accuracy,
@@ -149,38 +106,57 @@ MMRLHF_CATEGORIES = ("mcq", "long", "short", "safety", "video")
 
 
 def mm_rlhf_rewardbench(
-    pref: Sequence[float], rej: Sequence[float], groups: Sequence[str], categories: Sequence[str | None]
+    pref: Sequence[float],
+    rej: Sequence[float],
+    groups: Sequence[str],
+    categories: Sequence[str | None],
+    paths: Sequence[str] | None = None,
+    ties: str = "wrong",
 ) -> Result:
-    """acc = correct pairs / pairs; acc_plus = share of query ids whose every pair is right. Per category: pair
-    accuracy, and acc+ over the ids having a row in it; an all-right id is credited to the first category (in
-    mcq/long/short/safety/video order) among its rows, as the official script does."""
-    correct, ties = judge(pref, rej)
-    cats = tally_by(correct, ties, categories)
-    all_ = total(correct, ties)
-    by_id: dict[str, list[int]] = {}
+    """acc = correct pairs / pairs; acc_plus = share of query ids whose every pair is right. Per category, as
+    `cal_performance_mmreweard_bench.py` counts: pair accuracy over the rows whose category (the first keyword in
+    the path) it is; acc+ over the ids with the keyword anywhere in any of their media `paths` (so one id may
+    count for several categories), an all-right id credited to the first keyword, in mcq/long/short/safety/video
+    order, found in its paths. Without `paths` a row's only keyword is its category.
+
+    Under the half policy an id's credit is the product of its pairs' credits (the chance that a fair coin on
+    each tie makes every pair right); under drop its tied pairs leave it, and an id left with none leaves acc+."""
+    credits, tie = judge(pref, rej, ties)
+    cats = tally_by(credits, tie, categories)
+    all_ = total(credits, tie)
+    rows_of: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
-        by_id.setdefault(g, []).append(i)
-    all_right = {g for g, rows in by_id.items() if all(correct[i] for i in rows)}
-    plus_num = dict.fromkeys(MMRLHF_CATEGORIES, 0)
+        rows_of.setdefault(g, []).append(i)
+    keywords = [
+        {k for k in MMRLHF_CATEGORIES if k in paths[i]} if paths is not None else {categories[i]} - {None}
+        for i in range(len(groups))
+    ]
+    id_credit: dict[str, float] = {}
+    plus_num = dict.fromkeys(MMRLHF_CATEGORIES, 0.0)
     plus_den = dict.fromkeys(MMRLHF_CATEGORIES, 0)
-    for g, rows in by_id.items():
-        present = [c for c in MMRLHF_CATEGORIES if any(categories[i] == c for i in rows)]
-        for c in present:
-            plus_den[c] += 1
-        if g in all_right and present:
-            plus_num[present[0]] += 1
+    for g, rows in rows_of.items():
+        kept = [credits[i] for i in rows if credits[i] is not None]
+        if not kept:
+            continue
+        id_credit[g] = math.prod(kept)
+        present = [k for k in MMRLHF_CATEGORIES if any(k in keywords[i] for i in rows)]
+        for k in present:
+            plus_den[k] += 1
+        if present:
+            plus_num[present[0]] += id_credit[g]
+    right = sum(id_credit.values())
     headline = {
         "acc": all_.accuracy,
-        "acc_plus": 100.0 * len(all_right) / len(by_id) if by_id else None,
+        "acc_plus": 100.0 * right / len(id_credit) if id_credit else None,
         **{c: _acc(cats, c) for c in MMRLHF_CATEGORIES},
         "n_pairs": all_.n,
-        "n_queries": len(by_id),
+        "n_queries": len(id_credit),
         "ties": all_.ties,
     }
     acc_plus = {c: (100.0 * plus_num[c] / plus_den[c] if plus_den[c] else None) for c in MMRLHF_CATEGORIES}
     extra = {
         "acc_plus_by_category": acc_plus,
-        "queries_all_right": len(all_right),
+        "queries_all_right": right,
         "queries_by_category": plus_den,
         "uncategorised_pairs": sum(c is None for c in categories),
     }
@@ -190,11 +166,13 @@ def mm_rlhf_rewardbench(
 # --- our pair JSONL -------------------------------------------------------------------------------------------
 
 
-def pairs_accuracy(pref: Sequence[float], rej: Sequence[float], categories: Sequence[str | None]) -> Result:
-    correct, ties = judge(pref, rej)
-    all_ = total(correct, ties)
+def pairs_accuracy(
+    pref: Sequence[float], rej: Sequence[float], categories: Sequence[str | None], ties: str = "wrong"
+) -> Result:
+    credits, tie = judge(pref, rej, ties)
+    all_ = total(credits, tie)
     return Result(
-        {"accuracy": all_.accuracy, "n": all_.n, "ties": all_.ties}, tally_by(correct, ties, categories)
+        {"accuracy": all_.accuracy, "n": all_.n, "ties": all_.ties}, tally_by(credits, tie, categories)
     )
 
 
@@ -250,18 +228,26 @@ def benchmark_result(
     pref: Sequence[float],
     rej: Sequence[float],
     category_map: str = "official",
+    ties: str = "wrong",
 ) -> Result:
     """The metrics of `benchmark` for loader pairs (`basereward.data.benchmarks`) and their rewards; reads only
-    the labels the loaders put in `meta`. `category_map` picks the VL-RewardBench grouping."""
+    the labels the loaders put in `meta`. `category_map` picks the VL-RewardBench grouping, `ties` the tie policy
+    (basereward.eval.tally)."""
     if benchmark == "vl-rewardbench":
         groups = [p.meta["category_by_map"][category_map] for p in pairs]
-        return vl_rewardbench(pref, rej, groups, [p.meta["pair_key"] for p in pairs])
+        return vl_rewardbench(pref, rej, groups, [p.meta["pair_key"] for p in pairs], ties)
     if benchmark == "multimodal-rewardbench":
-        return multimodal_rewardbench(pref, rej, [p.meta["category"] for p in pairs])
+        return multimodal_rewardbench(pref, rej, [p.meta["category"] for p in pairs], ties)
     if benchmark == "mm-rlhf-rewardbench":
-        return mm_rlhf_rewardbench(
-            pref, rej, [p.meta["group"] for p in pairs], [p.meta["category"] for p in pairs]
-        )
+        meta = [p.meta for p in pairs]
+        groups, categories = [m["group"] for m in meta], [m["category"] for m in meta]
+        return mm_rlhf_rewardbench(pref, rej, groups, categories, [m["media_path"] for m in meta], ties)
+    if benchmark == "rewardbench":
+        return rewardbench(pref, rej, [p.meta["category"] for p in pairs], ties)
+    if benchmark == "rm-bench":
+        meta = [p.meta for p in pairs]
+        styles = [m["chosen_style"] for m in meta], [m["rejected_style"] for m in meta]
+        return rm_bench(pref, rej, [m["domain"] for m in meta], *styles, [m["group"] for m in meta], ties)
     if benchmark == "pairs":
-        return pairs_accuracy(pref, rej, [p.meta.get("category") for p in pairs])
+        return pairs_accuracy(pref, rej, [p.meta.get("category") for p in pairs], ties)
     raise ValueError(f"unknown benchmark {benchmark!r}")

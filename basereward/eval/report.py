@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from basereward.eval.metrics import Result, pearson, spearman
+from basereward.eval.tally import TIE_RULES
+from basereward.types import PreferencePair
 
 # Multimodal RewardBench's seven categories as the RM papers report them (Mean7 = their unweighted mean)
 MMRB_SEVEN = [
@@ -25,6 +28,9 @@ MMRB_SEVEN = [
     ("Safety", "safety"),
     ("VQA", "vqa"),
 ]
+
+RB_SECTIONS = [("Chat", "chat"), ("Chat Hard", "chat_hard"), ("Safety", "safety"), ("Reasoning", "reasoning")]
+RMB_DOMAINS = [("Chat", "chat"), ("Code", "code"), ("Math", "math"), ("Safety", "safety")]
 
 # benchmark -> tables, each (title, [(column header, headline key)]), in the layout its papers print.
 LAYOUTS: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {
@@ -75,6 +81,19 @@ LAYOUTS: dict[str, list[tuple[str, list[tuple[str, str]]]]] = {
             ],
         ),
     ],
+    "rewardbench": [
+        (
+            "RewardBench (Score = mean of the 4 sections; a section = EXAMPLE_COUNTS-weighted subset accuracy)",
+            [*RB_SECTIONS, ("Score", "score")],
+        ),
+    ],
+    "rm-bench": [
+        (
+            "RM-Bench (domain = mean of its 3x3 style matrix; Easy / Normal / Hard and Overall over the domains "
+            "present)",
+            [*RMB_DOMAINS, ("Easy", "easy"), ("Normal", "normal"), ("Hard", "hard"), ("Overall", "overall")],
+        ),
+    ],
     "pairs": [("Pair accuracy", [("Accuracy", "accuracy")])],
 }
 
@@ -82,6 +101,8 @@ TITLES = {
     "vl-rewardbench": "VL-RewardBench",
     "multimodal-rewardbench": "Multimodal RewardBench",
     "mm-rlhf-rewardbench": "MM-RLHF-RewardBench",
+    "rewardbench": "RewardBench",
+    "rm-bench": "RM-Bench",
     "pairs": "Pair JSONL",
 }
 
@@ -118,7 +139,7 @@ def markdown_tables(benchmark: str, runs: list[Run]) -> str:
 def _category_table(run: Run) -> list[str]:
     rows = ["| Category | Right / pairs | Accuracy | Ties |", "|---|---|---|---|"]
     for name, t in sorted(run.result.categories.items()):
-        rows.append(f"| {name} | {t.correct} / {t.n} | {fmt(t.accuracy)} | {t.ties} |")
+        rows.append(f"| {name} | {t.correct:g} / {t.n} | {fmt(t.accuracy)} | {t.ties} |")
     return rows
 
 
@@ -131,9 +152,11 @@ def write_report(
     lengths: tuple[list[int], list[int]],
     info: dict,
     alternatives: dict[str, tuple[str, Result]] | None = None,
+    pairs: Sequence[PreferencePair] | None = None,
 ) -> dict[str, str]:
     """Write metrics.json, report.md and the PNGs; returns {name: path}. `lengths` are the character lengths of the
-    preferred and rejected responses; `alternatives` maps a category-map name to (description, Result)."""
+    preferred and rejected responses; `alternatives` maps a category-map name to (description, Result). With
+    `pairs` (the scored pairs, in the order of the rewards) report.html is written too (eval/html_report.py)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     all_rewards = main.pref + main.rej
@@ -151,7 +174,8 @@ def write_report(
     doc = {
         **info,
         "benchmark": benchmark,
-        "policy": "pair right iff reward(preferred) > reward(rejected); ties count wrong and are counted",
+        "policy": "pair right iff reward(preferred) > reward(rejected); "
+        f"{TIE_RULES[info.get('tie_policy', 'wrong')]} (--ties {info.get('tie_policy', 'wrong')}), and are counted",
         "metrics": main.result.headline,
         "result": block(main),
         "baseline_length": block(baseline) if baseline else None,
@@ -168,7 +192,7 @@ def write_report(
     plots = _pyplot() is not None
     if plots:
         paths["category_accuracy.png"] = plot_category_accuracy(
-            out / "category_accuracy.png", benchmark, runs
+            out / "category_accuracy.png", benchmark, runs, info.get("tie_policy", "wrong")
         )
         paths["reward_hist.png"] = plot_reward_hist(out / "reward_hist.png", main)
         paths["reward_vs_length.png"] = plot_reward_vs_length(
@@ -177,11 +201,24 @@ def write_report(
     else:
         print(f"basereward eval: {PLOTS_SKIPPED}", file=sys.stderr)
     paths["report.md"].write_text(_markdown(benchmark, runs, info, corr, alternatives or {}, plots))
+    if pairs is not None:
+        # imported here: html_report imports this module
+        from basereward.eval.html_report import write_html_report
+
+        paths["report.html"] = write_html_report(
+            out / "report.html",
+            benchmark=benchmark,
+            pairs=pairs,
+            main=main,
+            baseline=baseline,
+            info=info,
+            markdown=paths["report.md"].read_text(),
+        )
     return {k: str(v) for k, v in paths.items()}
 
 
 def _markdown(benchmark, runs, info, corr, alternatives, plots: bool = True) -> str:
-    main = runs[0]
+    main, policy = runs[0], info.get("tie_policy", "wrong")
     data = ", ".join(f"`{d['path']}` (sha256 `{d['sha256'][:16]}…`)" for d in info.get("data", []))
     lines = [
         f"# {TITLES[benchmark]}: {main.label}",
@@ -189,7 +226,8 @@ def _markdown(benchmark, runs, info, corr, alternatives, plots: bool = True) -> 
         f"- Data: {data}" + (f"; first {info['limit']} pairs only (`--limit`)" if info.get("limit") else ""),
         f"- Scorer: {info.get('scorer')}" + (f" (`{info['model']}`)" if info.get("model") else ""),
         f"- Category map: {info['category_map']['name']} ({info['category_map']['description']})",
-        "- Rule: a pair is right iff reward(preferred) > reward(rejected); ties count wrong (the `ties` column).",
+        f"- Rule: a pair is right iff reward(preferred) > reward(rejected); {TIE_RULES[policy]} "
+        f"(`--ties {policy}`); {main.result.headline.get('ties', 0)} tie(s), the `ties` column.",
         "- `length` = the response's length in characters: the benchmark's length bias, no model involved.",
         "",
         markdown_tables(benchmark, runs),
@@ -284,6 +322,11 @@ BARS = {
         [("mcq", "mcq"), ("long", "long"), ("short", "short"), ("safety", "safety"), ("video", "video")],
         [("Acc", "acc"), ("Acc+", "acc_plus")],
     ),
+    "rewardbench": (RB_SECTIONS, [("Score", "score")]),
+    "rm-bench": (
+        RMB_DOMAINS,
+        [("Easy", "easy"), ("Normal", "normal"), ("Hard", "hard"), ("Overall", "overall")],
+    ),
 }
 
 
@@ -293,7 +336,7 @@ def _bar_columns(benchmark: str, run: Run) -> tuple[list[tuple[str, str]], list[
     return BARS[benchmark]
 
 
-def plot_category_accuracy(path: Path, benchmark: str, runs: list[Run]) -> Path:
+def plot_category_accuracy(path: Path, benchmark: str, runs: list[Run], ties: str = "wrong") -> Path:
     plt = _pyplot()
     per_category, aggregates = _bar_columns(benchmark, runs[0])
     cols = per_category + aggregates
@@ -327,7 +370,7 @@ def plot_category_accuracy(path: Path, benchmark: str, runs: list[Run]) -> Path:
     ax.set_ylim(0, 125)  # headroom so the legend never covers a 100 % bar's label
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{TITLES[benchmark]}: accuracy per category (ties count wrong)")
+    ax.set_title(f"{TITLES[benchmark]}: accuracy per category ({TIE_RULES[ties]})")
     ax.legend(fontsize=8, loc="upper left", ncols=len(runs) + 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

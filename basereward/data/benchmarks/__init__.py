@@ -6,20 +6,42 @@
     vl-rewardbench:      meta["pair_key"], meta["category_by_map"], meta["human_ranking"], meta["preferred_index"]
     mm-rlhf-rewardbench: meta["group"] (the query id Acc+ is computed over)
 
-Media are referenced, never read: a missing image fails when a scorer loads it, naming the record and the path.
+Media are referenced, never read: `basereward eval` checks them before scoring a model (eval/evaluate.py
+`check_media`), and a scorer that loads a bad one fails naming the record and the path.
+
+A loader module has `NAME`, `data_files(path) -> list[Path]` and
+
+    load(path, images=None, limit=None, on_error="fail", stats=None) -> list[PreferencePair]
+
+Bad input follows the one policy of pair files and `basereward score`: with `on_error="fail"` the first bad
+record raises a DataError naming `file:line` (or `file row N`) and the record id; with `on_error="skip"` it is
+left out and counted by cause in `stats` (a `basereward.data.io.LoadStats`). Bad records: malformed JSON, invalid
+UTF-8, a record that is not an object, missing fields or wrong field types, an unknown preference label, empty
+or blank responses, chosen == rejected, a prompt whose media tags do not fit the row's one medium.
+`common.collect_pairs` applies the policy for a loader given its per-record `to_pair`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from basereward.data.benchmarks import mm_rlhf_rewardbench, multimodal_rewardbench, pairs, vl_rewardbench
+from basereward.data.benchmarks import (
+    mm_rlhf_rewardbench,
+    multimodal_rewardbench,
+    pairs,
+    rewardbench,
+    rm_bench,
+    vl_rewardbench,
+)
+from basereward.data.io import LoadStats
 from basereward.types import PreferencePair
 
 MODULES = {
     vl_rewardbench.NAME: vl_rewardbench,
     multimodal_rewardbench.NAME: multimodal_rewardbench,
     mm_rlhf_rewardbench.NAME: mm_rlhf_rewardbench,
+    rewardbench.NAME: rewardbench,
+    rm_bench.NAME: rm_bench,
     pairs.NAME: pairs,
 }
 BENCHMARKS = tuple(MODULES)
@@ -32,13 +54,21 @@ def _module(name: str):
 
 
 def load_benchmark(
-    name: str, path: str | Path, images: str | Path | None = None, limit: int | None = None
+    name: str,
+    path: str | Path,
+    images: str | Path | None = None,
+    limit: int | None = None,
+    on_error: str = "fail",
+    stats: LoadStats | None = None,
 ) -> list[PreferencePair]:
     """Load benchmark `name` from `path` (a file, or the dataset's folder); `images` is the media root (default:
-    the data file's folder); `limit` keeps the first N pairs in file order."""
+    the data file's folder); `limit` keeps the first N pairs in file order. `on_error` / `stats`: the bad-input
+    policy of the module docstring."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    return _module(name).load(path, images=images, limit=limit)
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    return _module(name).load(path, images=images, limit=limit, on_error=on_error, stats=stats)
 
 
 def data_files(name: str, path: str | Path) -> list[Path]:

@@ -1,15 +1,20 @@
-"""What every benchmark loader shares: reading JSON arrays or JSONL with record locations, resolving media paths
+"""What every benchmark loader shares: reading JSON arrays or JSONL with record locations, the bad-input policy
+(`on_error` fail | skip, skips counted by cause), the checks every benchmark pair passes, resolving media paths
 against the different roots the public copies use, building the one-tag prompt, and file checksums."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from basereward.data.jsonl import read_json
-from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError
+from basereward.data import io
+from basereward.data.io import LoadStats
+from basereward.data.jsonl import read_json, scan_json
+from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, PreferencePair
+
+ON_ERROR = ("fail", "skip")
 
 
 def iter_json_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -20,6 +25,76 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     third-party dumps; Multimodal RewardBench is a JSON array), so the first character decides.
     """
     return read_json(path)
+
+
+def scan_json_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """Like `iter_json_records`, but an unreadable record (malformed JSON, invalid UTF-8, not an object) comes as
+    its DataError instead of raising, so that `collect_pairs` can skip it under `on_error="skip"`."""
+    for rec in scan_json(path):
+        yield rec.where, rec.value
+
+
+def check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+
+
+def collect_pairs(
+    rows: Iterable[tuple[str, Any]],
+    to_pair: Callable[[str, dict], PreferencePair],
+    *,
+    on_error: str = "fail",
+    stats: LoadStats | None = None,
+    limit: int | None = None,
+    unique_ids: bool = True,
+) -> list[PreferencePair]:
+    """The pairs of `rows` ((where, record or its DataError) in file order), applying the one bad-input policy:
+    a record that is unreadable or that `to_pair` refuses (DataError) stops the load under "fail" and is
+    skipped and counted by cause in `stats` under "skip". `limit` keeps the first N good pairs; no record
+    after them is read. With `unique_ids` a repeated id gets a "#k" suffix, counted over the kept pairs only
+    (a skipped record takes no number)."""
+    check_on_error(on_error)
+    stats = stats if stats is not None else LoadStats()
+    pairs: list[PreferencePair] = []
+    seen: dict[str, int] = {}
+    for where, rec in rows:
+        if limit is not None and len(pairs) >= limit:
+            break
+        stats.lines += 1
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            pair = to_pair(where, rec)
+        except DataError as e:
+            if on_error == "fail":
+                raise
+            stats.skip(e)
+            continue
+        if unique_ids:
+            pair.id = unique_id(pair.id, seen)
+        stats.kept += 1
+        pairs.append(pair)
+    return pairs
+
+
+def check_responses(chosen: str, rejected: str, where: str, rid: str, fields: tuple[str, str]) -> None:
+    """The rules every pair obeys (basereward.data.io.check_responses), located by the record's id too; `fields`
+    names the two responses as the benchmark's file does."""
+    io.check_responses(chosen, rejected, f"{where} (id {rid})", fields)
+
+
+def check_tags(text: str, tag: str, where: str, rid: str, field: str) -> None:
+    """A benchmark row has exactly one medium, so its raw prompt may carry at most one tag, of that medium's
+    kind (VL-RewardBench's GitHub copy has one `<image>`, the other copies none); `media_prompt` then places
+    exactly one. More, or a tag of the other kind, means the text does not belong to this row's media."""
+    n_img, n_vid = text.count(IMAGE_TAG), text.count(VIDEO_TAG)
+    own, other = (n_img, n_vid) if tag == IMAGE_TAG else (n_vid, n_img)
+    if own > 1 or other:
+        kind = "image" if tag == IMAGE_TAG else "video"
+        raise DataError(
+            f"{where} (id {rid}): {kind} placeholder count mismatch: '{field}' has {n_img} {IMAGE_TAG} and "
+            f"{n_vid} {VIDEO_TAG} tag(s) for one {kind}"
+        )
 
 
 def data_file(path: str | Path, candidates: tuple[str, ...], missing: str) -> list[Path]:
@@ -73,10 +148,12 @@ def media_prompt(text: str, tag: str = IMAGE_TAG) -> list[dict[str, str]]:
 
 
 def require_str(rec: dict, key: str, where: str, rid: str) -> str:
-    val = rec.get(key)
+    """`rec[key]`, a string; a missing field and a wrong type are told apart (they are different causes)."""
+    if rec.get(key) is None:
+        raise DataError(f"{where} (id {rid}): missing field '{key}'")
+    val = rec[key]
     if not isinstance(val, str):
-        got = "missing" if key not in rec else type(val).__name__
-        raise DataError(f"{where} (id {rid}): field '{key}' must be a string, got {got}")
+        raise DataError(f"{where} (id {rid}): field '{key}' must be a string, got {type(val).__name__}")
     return val
 
 

@@ -13,13 +13,16 @@ import warnings
 from pathlib import Path
 
 from basereward.data.benchmarks.common import (
+    check_responses,
+    check_tags,
+    collect_pairs,
     data_file,
-    iter_json_records,
     media_prompt,
     require_str,
     resolve_media,
-    unique_id,
+    scan_json_records,
 )
+from basereward.data.io import LoadStats
 from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, ImageRef, PreferencePair, VideoRef
 
 NAME = "mm-rlhf-rewardbench"
@@ -37,53 +40,22 @@ def data_files(path: str | Path) -> list[Path]:
 
 
 def load(
-    path: str | Path, images: str | Path | None = None, limit: int | None = None
+    path: str | Path,
+    images: str | Path | None = None,
+    limit: int | None = None,
+    on_error: str = "fail",
+    stats: LoadStats | None = None,
 ) -> list[PreferencePair]:
     (file,) = data_files(path)
     root = Path(images) if images is not None else file.parent
-    pairs: list[PreferencePair] = []
-    seen: dict[str, int] = {}
-    uncategorised: list[str] = []
-    for where, rec in iter_json_records(file):
-        if limit is not None and len(pairs) >= limit:
-            break
-        rid = rec.get("id")
-        if not isinstance(rid, str) or not rid:
-            raise DataError(f"{where}: missing or empty 'id'")
-        image, video = rec.get("image"), rec.get("video")
-        if bool(image) == bool(video):
-            raise DataError(f"{where} (id {rid}): a row needs exactly one of 'image' or 'video'")
-        media = image or video
-        if not isinstance(media, str):
-            raise DataError(f"{where} (id {rid}): the media path must be a string")
-        loc = f"{where} id={rid}"
-        resolved = str(resolve_media(root, media))
-        category = category_of(media)
-        if category is None:
-            uncategorised.append(rid)
-        pairs.append(
-            PreferencePair(
-                id=unique_id(rid, seen),
-                prompt=media_prompt(
-                    require_str(rec, "prompt", where, rid), IMAGE_TAG if image else VIDEO_TAG
-                ),
-                chosen=require_str(rec, "chosen", where, rid),
-                rejected=require_str(rec, "rejected", where, rid),
-                images=[ImageRef(path=resolved, where=loc)] if image else [],
-                videos=[VideoRef(frames_dir=resolved, where=loc)] if video else [],
-                source=NAME,
-                meta={
-                    "benchmark": NAME,
-                    "original_id": rid,
-                    "group": rid,
-                    "category": category,
-                    "media_path": media,
-                    "chosen_reason": rec.get("chosen_reason"),
-                    "rejected_reason": rec.get("rejected_reason"),
-                },
-                where=where,
-            )
-        )
+    pairs = collect_pairs(
+        scan_json_records(file),
+        lambda where, rec: _to_pair(rec, where, root),
+        on_error=on_error,
+        stats=stats,
+        limit=limit,
+    )
+    uncategorised = [p.meta["original_id"] for p in pairs if p.meta["category"] is None]
     if uncategorised:
         warnings.warn(
             f"{len(uncategorised)} row(s) have no mcq/long/short/safety/video in their path (first id: "
@@ -91,3 +63,44 @@ def load(
             stacklevel=3,
         )
     return pairs
+
+
+def _to_pair(rec: dict, where: str, root: Path) -> PreferencePair:
+    rid = rec.get("id")
+    if rid is None or rid == "":
+        raise DataError(f"{where}: missing or empty 'id'")
+    if not isinstance(rid, str):
+        raise DataError(f"{where}: field 'id' must be a string, got {type(rid).__name__}")
+    image, video = rec.get("image"), rec.get("video")
+    if bool(image) == bool(video):
+        raise DataError(f"{where} (id {rid}): a row needs exactly one of 'image' or 'video'")
+    media = image or video
+    if not isinstance(media, str):
+        raise DataError(f"{where} (id {rid}): the media path must be a string, got {type(media).__name__}")
+    prompt = require_str(rec, "prompt", where, rid)
+    chosen = require_str(rec, "chosen", where, rid)
+    rejected = require_str(rec, "rejected", where, rid)
+    check_responses(chosen, rejected, where, rid, ("chosen", "rejected"))
+    tag = IMAGE_TAG if image else VIDEO_TAG
+    check_tags(prompt, tag, where, rid, "prompt")
+    loc = f"{where} id={rid}"
+    resolved = str(resolve_media(root, media))
+    return PreferencePair(
+        id=rid,
+        prompt=media_prompt(prompt, tag),
+        chosen=chosen,
+        rejected=rejected,
+        images=[ImageRef(path=resolved, where=loc)] if image else [],
+        videos=[VideoRef(frames_dir=resolved, where=loc)] if video else [],
+        source=NAME,
+        meta={
+            "benchmark": NAME,
+            "original_id": rid,
+            "group": rid,
+            "category": category_of(media),
+            "media_path": media,
+            "chosen_reason": rec.get("chosen_reason"),
+            "rejected_reason": rec.get("rejected_reason"),
+        },
+        where=where,
+    )

@@ -13,14 +13,17 @@ import warnings
 from pathlib import Path
 
 from basereward.data.benchmarks.common import (
+    check_responses,
+    check_tags,
+    collect_pairs,
     data_file,
-    iter_json_records,
     media_prompt,
     require_str,
     resolve_media,
-    unique_id,
+    scan_json_records,
 )
-from basereward.types import DataError, ImageRef, PreferencePair
+from basereward.data.io import LoadStats
+from basereward.types import IMAGE_TAG, DataError, ImageRef, PreferencePair
 
 NAME = "multimodal-rewardbench"
 KNOWN_CATEGORIES = (
@@ -51,55 +54,24 @@ def data_files(path: str | Path) -> list[Path]:
 
 
 def load(
-    path: str | Path, images: str | Path | None = None, limit: int | None = None
+    path: str | Path,
+    images: str | Path | None = None,
+    limit: int | None = None,
+    on_error: str = "fail",
+    stats: LoadStats | None = None,
 ) -> list[PreferencePair]:
     (file,) = data_files(path)
     root = Path(images) if images is not None else file.parent
-    pairs: list[PreferencePair] = []
-    seen: dict[str, int] = {}
-    odd_better: list[str] = []
-    unknown: set[str] = set()
-    for where, rec in iter_json_records(file):
-        if limit is not None and len(pairs) >= limit:
-            break
-        rid = rec.get("ID")
-        if not isinstance(rid, str) or not rid:
-            raise DataError(f"{where}: missing or empty 'ID'")
-        text = rec.get("Text")
-        if not isinstance(text, str) or not text.strip():
-            # all_data_release.json leaves Text empty for most sources; the download script fills it in.
-            raise DataError(
-                f"{where} (id {rid}): empty or missing 'Text': this looks like all_data_release.json; "
-                "run scripts/0_download_data.py and pass the all_data.json it writes"
-            )
-        out1 = require_str(rec, "Output1", where, rid)
-        out2 = require_str(rec, "Output2", where, rid)
-        category = require_str(rec, "Category", where, rid)
-        image = require_str(rec, "Image", where, rid)
-        better = rec.get("Better")
-        if better not in ("Output1", "Output2"):
-            odd_better.append(rid)  # the official script reads anything but "Output2" as Output1
-        if category not in KNOWN_CATEGORIES:
-            unknown.add(category)
-        second = better == "Output2"
-        pairs.append(
-            PreferencePair(
-                id=unique_id(rid, seen),
-                prompt=media_prompt(text),
-                chosen=out2 if second else out1,
-                rejected=out1 if second else out2,
-                images=[ImageRef(path=str(resolve_media(root, image)), where=f"{where} id={rid}")],
-                source=NAME,
-                meta={
-                    "benchmark": NAME,
-                    "original_id": rid,
-                    "category": bucket_of(rid, category),
-                    "raw_category": category,
-                    "better": better,
-                },
-                where=where,
-            )
-        )
+    pairs = collect_pairs(
+        scan_json_records(file),
+        lambda where, rec: _to_pair(rec, where, root),
+        on_error=on_error,
+        stats=stats,
+        limit=limit,
+    )
+    # warned over the pairs kept: a skipped record is in no metric
+    odd_better = [p.meta["original_id"] for p in pairs if p.meta["better"] not in ("Output1", "Output2")]
+    unknown = sorted({p.meta["raw_category"] for p in pairs} - set(KNOWN_CATEGORIES))
     if odd_better:
         warnings.warn(
             f"{len(odd_better)} row(s) have 'Better' other than Output1/Output2 (first: {odd_better[0]}); "
@@ -108,7 +80,55 @@ def load(
         )
     if unknown:
         warnings.warn(
-            f"unknown Category value(s) {sorted(unknown)}: counted in Overall (micro) but in none of the 7 columns",
+            f"unknown Category value(s) {unknown}: counted in Overall (micro) but in none of the 7 columns",
             stacklevel=3,
         )
     return pairs
+
+
+def _to_pair(rec: dict, where: str, root: Path) -> PreferencePair:
+    rid = rec.get("ID")
+    if rid is None or rid == "":
+        raise DataError(f"{where}: missing or empty 'ID'")
+    if not isinstance(rid, str):
+        raise DataError(f"{where}: field 'ID' must be a string, got {type(rid).__name__}")
+    text = rec.get("Text")
+    if not isinstance(text, str) or not text.strip():
+        # all_data_release.json leaves Text empty for most sources; the download script fills it in.
+        raise DataError(
+            f"{where} (id {rid}): empty or missing 'Text': this looks like all_data_release.json; "
+            "run scripts/0_download_data.py and pass the all_data.json it writes"
+        )
+    out1 = require_str(rec, "Output1", where, rid)
+    out2 = require_str(rec, "Output2", where, rid)
+    category = require_str(rec, "Category", where, rid)
+    image = require_str(rec, "Image", where, rid)
+    better = rec.get("Better")
+    if not isinstance(better, str):
+        # A string other than Output1/Output2 is read as Output1 (warned in `load`), as the official script
+        # reads it; no label at all is not a row that script can score.
+        raise DataError(
+            f'{where} (id {rid}): \'Better\' must be "Output1" or "Output2" (unknown label): got {better!r}'
+        )
+    second = better == "Output2"
+    chosen, rejected = (out2, out1) if second else (out1, out2)
+    check_responses(
+        chosen, rejected, where, rid, ("Output2", "Output1") if second else ("Output1", "Output2")
+    )
+    check_tags(text, IMAGE_TAG, where, rid, "Text")
+    return PreferencePair(
+        id=rid,
+        prompt=media_prompt(text),
+        chosen=chosen,
+        rejected=rejected,
+        images=[ImageRef(path=str(resolve_media(root, image)), where=f"{where} id={rid}")],
+        source=NAME,
+        meta={
+            "benchmark": NAME,
+            "original_id": rid,
+            "category": bucket_of(rid, category),
+            "raw_category": category,
+            "better": better,
+        },
+        where=where,
+    )

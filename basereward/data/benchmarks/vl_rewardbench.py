@@ -19,19 +19,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from basereward.data.benchmarks.common import (
-    iter_json_records,
+    check_responses,
+    check_tags,
+    collect_pairs,
     media_prompt,
     require_str,
     resolve_media,
+    scan_json_records,
     strip_media_tags,
-    unique_id,
 )
-from basereward.types import DataError, ImageRef, PreferencePair
+from basereward.data.io import LoadStats
+from basereward.types import IMAGE_TAG, DataError, ImageRef, PreferencePair
 
 NAME = "vl-rewardbench"
 GROUPS = ("general", "hallucination", "reasoning")
 FULL_SET_COUNTS = {"general": 183, "hallucination": 749, "reasoning": 318}  # pinned HF revision, 1,250 rows
 _REASONING_PREFIXES = ("mathverse", "mmmu_pro")
+
+
+# The skip cause (LoadStats counts the text up to the value, so every bad ranking is one cause).
+_BAD_RANKING = "'human_ranking' must be [0, 1] or [1, 0] (unknown label)"
 
 
 def _official(rid: str) -> str:
@@ -123,42 +130,54 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
 
 
 def load(
-    path: str | Path, images: str | Path | None = None, limit: int | None = None
+    path: str | Path,
+    images: str | Path | None = None,
+    limit: int | None = None,
+    on_error: str = "fail",
+    stats: LoadStats | None = None,
 ) -> list[PreferencePair]:
     files = data_files(path)
     root = Path(images) if images is not None else (Path(path) if Path(path).is_dir() else Path(path).parent)
-    pairs: list[PreferencePair] = []
-    seen: dict[str, int] = {}
-    for file in files:
-        rows = _iter_parquet(file) if file.suffix == ".parquet" else iter_json_records(file)
-        for where, rec in rows:
-            if limit is not None and len(pairs) >= limit:
-                break
-            pairs.append(_to_pair(rec, where, root, seen))
-        if limit is not None and len(pairs) >= limit:
-            break
+
+    def rows():
+        for file in files:
+            yield from _iter_parquet(file) if file.suffix == ".parquet" else scan_json_records(file)
+
+    pairs = collect_pairs(
+        rows(), lambda where, rec: _to_pair(rec, where, root), on_error=on_error, stats=stats, limit=limit
+    )
     if limit is None:
         _check_full_set(pairs)
     return pairs
 
 
-def _to_pair(rec: dict, where: str, root: Path, seen: dict[str, int]) -> PreferencePair:
+def _to_pair(rec: dict, where: str, root: Path) -> PreferencePair:
     rid = rec.get("id")
-    if not isinstance(rid, str) or not rid:
+    if rid is None or rid == "":
         raise DataError(f"{where}: missing or empty 'id'")
+    if not isinstance(rid, str):
+        raise DataError(f"{where}: field 'id' must be a string, got {type(rid).__name__}")
     query = require_str(rec, "query", where, rid)
     responses = rec.get("response")
+    if responses is None:
+        raise DataError(f"{where} (id {rid}): missing field 'response'")
     if not (
         isinstance(responses, list) and len(responses) == 2 and all(isinstance(r, str) for r in responses)
     ):
         raise DataError(f"{where} (id {rid}): 'response' must be a list of 2 strings")
+    labels = rec.get("human_ranking")
     try:
-        ranking = [int(x) for x in rec.get("human_ranking")]
+        # bool and float would pass int(): True/1.0 are not the labels the official cal.py compares against
+        if not isinstance(labels, list) or any(isinstance(x, bool | float) for x in labels):
+            raise TypeError
+        ranking = [int(x) for x in labels]
     except (TypeError, ValueError) as e:
-        raise DataError(f"{where} (id {rid}): 'human_ranking' must be [0, 1] or [1, 0]") from e
+        raise DataError(f"{where} (id {rid}): {_BAD_RANKING}: got {labels!r}") from e
     if sorted(ranking) != [0, 1]:
-        raise DataError(f"{where} (id {rid}): 'human_ranking' must be [0, 1] or [1, 0], got {ranking}")
+        raise DataError(f"{where} (id {rid}): {_BAD_RANKING}: got {ranking}")
     pref, rej = ranking.index(0), ranking.index(1)
+    check_responses(responses[pref], responses[rej], where, rid, (f"response[{pref}]", f"response[{rej}]"))
+    check_tags(query, IMAGE_TAG, where, rid, "query")
 
     loc = f"{where} id={rid}"
     image, folder = rec.get("image"), None
@@ -169,6 +188,8 @@ def _to_pair(rec: dict, where: str, root: Path, seen: dict[str, int]) -> Prefere
                 raw = base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError) as e:
                 raise DataError(f"{where} (id {rid}): image 'bytes' is neither binary nor base64") from e
+        if not isinstance(raw, bytes | bytearray):
+            raise DataError(f"{where} (id {rid}): image 'bytes' must be binary or base64 text")
         ref = ImageRef(data=bytes(raw), where=loc)
     else:
         rel = image.get("path") if isinstance(image, dict) else image
@@ -188,7 +209,7 @@ def _to_pair(rec: dict, where: str, root: Path, seen: dict[str, int]) -> Prefere
             stacklevel=4,
         )
     return PreferencePair(
-        id=unique_id(rid, seen),
+        id=rid,
         prompt=media_prompt(text),
         chosen=responses[pref],
         rejected=responses[rej],

@@ -44,6 +44,10 @@ SOURCES: dict[str, tuple[str, str]] = {
     "pairs": ("pairs:convert", "basereward pair JSONL"),
 }
 
+# Files users write rather than public releases: every rule a row breaks is bad input (`--on-error`), as in the
+# pair reader, where a public source's known quirks (empty sides, identical sides) are counted Drops.
+IMPORT_FORMATS = frozenset({"ms-swift-rm", "llamafactory-pairwise", "pairs"})
+
 
 def converter(name: str) -> Callable:
     if name not in SOURCES:

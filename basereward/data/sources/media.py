@@ -9,6 +9,8 @@ is tried with its leading components dropped one by one, and against archive mem
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 import io
 import tarfile
@@ -56,8 +58,18 @@ def image_cell(cell: Any, where: str, field: str, media: Media | None = None) ->
     if isinstance(cell, bytes | bytearray):
         return ImageRef(data=bytes(cell), where=where)
     if isinstance(cell, dict):
-        if cell.get("bytes"):
-            return ImageRef(data=bytes(cell["bytes"]), where=where)
+        raw = cell.get("bytes")
+        if isinstance(raw, str):  # a JSON export of the rows carries the bytes as base64 text
+            try:
+                raw = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise DataError(f"{where}: field '{field}' bytes are not valid base64") from e
+        if isinstance(raw, bytes | bytearray) and (raw or not cell.get("path")):
+            # zero bytes and no path: an image that is there but empty, which the image check calls corrupt
+            # (not "missing", which would send the user looking for a field that is present)
+            return ImageRef(data=bytes(raw), where=where)
+        if raw is not None and not isinstance(raw, bytes | bytearray):
+            raise DataError(f"{where}: field '{field}' bytes must be binary, got {type(raw).__name__}")
         cell = cell.get("path")
     if isinstance(cell, str) and cell and media is not None:
         return media.image(cell, where)

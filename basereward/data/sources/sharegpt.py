@@ -9,8 +9,11 @@ Follows LLaMA-Factory's `data/README.md` preference ("ranking": true) formats:
   list[[query, answer]], `images`.
 `ChrisDing1105/MMIF-23k` (v1.0 2025-04-26 / v2 2025-09-16, DPO file a JSON list in the sharegpt form above,
 keys and license unverified, docs/datasets.md §2.4). Image paths are relative to `--images` (default: the data
-file's folder). `<image>` tags are kept when their count matches the images, else re-placed at the start of
-the first user turn.
+file's folder). `<image>` tags are kept when their count matches the images; MMIF rows with another count get
+them re-placed at the start of the first user turn. `llamafactory-pairwise` is an import format (a file users
+write, which LLaMA-Factory itself would refuse), so there a prompt with tags whose count differs from the
+images, an empty response, a tag in a response and chosen == rejected are bad input (`--on-error`); a prompt
+with no tag at all still gets them prepended.
 """
 
 from __future__ import annotations
@@ -30,27 +33,28 @@ from basereward.data.sources.text import (
     response,
     with_images,
 )
-from basereward.types import PreferencePair
+from basereward.types import IMAGE_TAG, DataError, PreferencePair
 
 
 def convert_llamafactory(inp: Path, images: Path | None = None, split: str | None = None) -> Iterator[Result]:
-    return _convert("llamafactory-pairwise", "llamafactory", "unknown", inp, images, split)
+    return _convert("llamafactory-pairwise", "llamafactory", "unknown", inp, images, split, strict=True)
 
 
 def convert_mmif(inp: Path, images: Path | None = None, split: str | None = None) -> Iterator[Result]:
-    return _convert("mmif", "mmif", "unknown", inp, images, split)
+    return _convert("mmif", "mmif", "unknown", inp, images, split, strict=False)
 
 
-def _convert(name, key, license_, inp, images, split) -> Iterator[Result]:
+def _convert(name, key, license_, inp, images, split, strict) -> Iterator[Result]:
     inp = Path(inp)
     media = Media([images or (inp if inp.is_dir() else inp.parent)], name)
-    return each_row(read_rows(inp, name, split), partial(to_pairs, key=key, license_=license_, media=media))
+    to = partial(to_pairs, key=key, license_=license_, media=media, strict=strict)
+    return each_row(read_rows(inp, name, split), to)
 
 
-def _text(value, where: str, field: str) -> str:
+def _text(value, where: str, field: str, strict: bool) -> str:
     if isinstance(value, dict):
         value = value.get("value", value.get("content"))
-    return response(value, where, field)
+    return response(value, where, field, strict=strict)
 
 
 def _prompt(row: dict, where: str) -> list[dict]:
@@ -69,7 +73,7 @@ def _prompt(row: dict, where: str) -> list[dict]:
 
 
 def to_pairs(
-    row: dict, where: str, index: int, key: str, license_: str, media: Media
+    row: dict, where: str, index: int, key: str, license_: str, media: Media, strict: bool = False
 ) -> list[PreferencePair]:
     chosen, rejected = require(row, where, "chosen", "rejected")
     prompt = _prompt(row, where)
@@ -79,13 +83,19 @@ def to_pairs(
         images.append(
             media.image(ref, loc) if isinstance(ref, str) else image_cell(ref, loc, "images", media)
         )
+    n_tags = sum(m["content"].count(IMAGE_TAG) for m in prompt)
+    if strict and n_tags and n_tags != len(images):
+        raise DataError(
+            f"{where}: image placeholder count mismatch: the prompt has {n_tags} {IMAGE_TAG} tag(s) but the "
+            f"row lists {len(images)} image(s)"
+        )
     return [
         PreferencePair(
             id=f"{key}:{native_id(row, 'id', index)}:0",
             source=key,
             prompt=with_images(prompt, len(images), where),
-            chosen=_text(chosen, where, "chosen"),
-            rejected=_text(rejected, where, "rejected"),
+            chosen=_text(chosen, where, "chosen", strict),
+            rejected=_text(rejected, where, "rejected", strict),
             images=images,
             meta={"license": license_},
         )

@@ -4,8 +4,10 @@ Follows ms-swift's RLHF/RM dataset format (`swift rlhf --rlhf_type rm`, as in th
 command, docs/datasets.md §1.1): one JSON object per line (or a JSON list) with `messages` list[{role,
 content}] whose last turn is the chosen assistant reply, `rejected_response` str, optional `images` list[path
 str or {path|bytes}]. Image paths are relative to `--images` (default: the data file's folder). As ms-swift
-does, missing `<image>` tags are prepended (here to the first user turn, never the system turn); more tags
-than images is an error, and a tag in a response drops the row (it would shift every later image).
+does, missing `<image>` tags are prepended (here to the first user turn, never the system turn). An import
+format is a file users write, so what a public source's rows may be dropped for is bad input here
+(`--on-error`): more tags than images, an empty response, a tag in a response (it would shift every later
+image), chosen == rejected (data/convert.py).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def to_pairs(row: dict, where: str, index: int, media: Media) -> list[Preference
         )
     n_tags = sum(m["content"].count(IMAGE_TAG) for m in prompt)
     if n_tags > len(images):
-        raise DataError(f"{where}: {n_tags} {IMAGE_TAG} tags but {len(images)} images")
+        raise DataError(
+            f"{where}: image placeholder count mismatch: 'messages' has {n_tags} {IMAGE_TAG} tag(s) but the "
+            f"row lists {len(images)} image(s)"
+        )
     first_user = next(i for i, m in enumerate(prompt) if m["role"] == "user")
     prompt[first_user]["content"] = (IMAGE_TAG + "\n") * (len(images) - n_tags) + prompt[first_user][
         "content"
@@ -54,8 +59,8 @@ def to_pairs(row: dict, where: str, index: int, media: Media) -> list[Preference
             id=f"{KEY}:{native_id(row, 'id', index)}:0",
             source=str(row.get("source") or KEY),
             prompt=prompt,
-            chosen=response(msgs[-1]["content"], where, "messages[-1]"),
-            rejected=response(rejected, where, "rejected_response"),
+            chosen=response(msgs[-1]["content"], where, "messages[-1]", strict=True),
+            rejected=response(rejected, where, "rejected_response", strict=True),
             images=images,
         )
     ]

@@ -64,17 +64,24 @@ def user_prompt(text: Any, k: int, where: str, field: str = "question") -> list[
     return with_images([{"role": "user", "content": text}], k, where)
 
 
-def response(value: Any, where: str, field: str) -> str:
-    """A chosen/rejected text: non-empty (else Drop, as docs/datasets.md §1 says), no tags (else Drop: it breaks
-    alignment)."""
+def response(value: Any, where: str, field: str, *, strict: bool = False) -> str:
+    """A chosen/rejected text: non-empty, no tags (a tag breaks image alignment). A public source's row that
+    breaks either is a Drop (a known upstream quirk, docs/datasets.md §1); with `strict` (the import formats:
+    files users write) it is bad input, worded as the pair reader words it."""
     if value is None:
         raise DataError(f"{where}: missing required field '{field}'")
     if not isinstance(value, str):
         raise DataError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
     text = clean(value)
     if not text.strip():
+        if strict:
+            raise DataError(f"{where}: empty response in field '{field}'")
         raise Drop(f"empty {field}")
     if IMAGE_TAG in text or VIDEO_TAG in text:
+        if strict:
+            raise DataError(
+                f"{where}: field '{field}' contains an {IMAGE_TAG}/{VIDEO_TAG} tag: responses hold none"
+            )
         raise Drop("<image> tag in a response")
     return text
 

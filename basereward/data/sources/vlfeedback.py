@@ -46,7 +46,14 @@ def to_pairs(row: dict, where: str, index: int, media: Media) -> list[Preference
     if not isinstance(completions, list):
         raise DataError(f"{where}: field 'completions' must be a list")
     scored = []
-    for c in completions:
+    for i, c in enumerate(completions):
+        # the cause first, the item after the colon: skips are counted by the text before it
+        if not isinstance(c, dict):
+            what = f"item {i} is {type(c).__name__}"
+            raise DataError(f"{where}: field 'completions' must be a list of objects: {what}")
+        if not isinstance(c.get("annotations") or {}, dict):
+            what = f"item {i} has 'annotations' of type {type(c['annotations']).__name__}"
+            raise DataError(f"{where}: field 'completions' must be a list of objects: {what}")
         text, s = c.get("response"), score(c)
         if isinstance(text, str) and text.strip() and IMAGE_TAG not in text and s is not None:
             scored.append((s, clean(text), c.get("model")))
