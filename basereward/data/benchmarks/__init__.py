@@ -4,9 +4,11 @@
     meta["original_id"]  the id as in the file (pair ids get a "#k" suffix when an id repeats)
     meta["category"]     the official category/bucket (None for an uncategorised MM-RLHF row)
     vl-rewardbench:      meta["pair_key"], meta["category_by_map"], meta["human_ranking"], meta["preferred_index"]
-    mm-rlhf-rewardbench: meta["group"] (the query id Acc+ is computed over)
+    mm-rlhf-rewardbench: meta["group"] (the query id Acc+ is computed over), meta["media_path"] (as written)
+    rewardbench:         meta["section"] (Chat, Chat Hard, Safety, Reasoning, or prior), category = the subset
+    rm-bench:            meta["group"] (the prompt id), meta["domain"], meta["chosen_style"], meta["rejected_style"]
 
-Media are referenced, never read: `basereward eval` checks them before scoring a model (eval/evaluate.py
+Media are referenced, never read: `basereward eval` checks them before scoring a model (eval/harness.py
 `check_media`), and a scorer that loads a bad one fails naming the record and the path.
 
 A loader module has `NAME`, `data_files(path) -> list[Path]` and
@@ -33,6 +35,7 @@ from basereward.data.benchmarks import (
     rm_bench,
     vl_rewardbench,
 )
+from basereward.data.benchmarks.common import check_on_error
 from basereward.data.io import LoadStats
 from basereward.types import PreferencePair
 
@@ -66,8 +69,7 @@ def load_benchmark(
     policy of the module docstring."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     return _module(name).load(path, images=images, limit=limit, on_error=on_error, stats=stats)
 
 

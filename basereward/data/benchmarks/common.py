@@ -34,6 +34,20 @@ def scan_json_records(path: Path) -> Iterator[tuple[str, Any]]:
         yield rec.where, rec.value
 
 
+def scan_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """`scan_json_records` for JSON and JSONL; a Parquet file (HF releases) row by row, located `file row N`."""
+    if path.suffix != ".parquet":
+        yield from scan_json_records(path)
+        return
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):  # bounded memory on a large release
+        for rec in batch.to_pylist():
+            yield f"{path} row {row}", rec
+            row += 1
+
+
 def check_on_error(on_error: str) -> None:
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from basereward.data.benchmarks.common import (
     check_on_error,
     check_responses,
     collect_pairs,
     require_str,
-    scan_json_records,
+    scan_records,
 )
 from basereward.data.io import LoadStats
 from basereward.types import IMAGE_TAG, VIDEO_TAG, DataError, PreferencePair
@@ -132,16 +130,6 @@ def data_files(path: str | Path) -> list[Path]:
     raise DataError(f"{path}: several candidate files ({names}); pass the one to score")
 
 
-def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
-    import pyarrow.parquet as pq
-
-    row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=512):
-        for rec in batch.to_pylist():
-            yield f"{path} row {row}", rec
-            row += 1
-
-
 def load(
     path: str | Path,
     images: str | Path | None = None,
@@ -158,7 +146,7 @@ def load(
 
     def rows():
         for file in files:
-            yield from _iter_parquet(file) if file.suffix == ".parquet" else scan_json_records(file)
+            yield from scan_records(file)
 
     skipped_before = stats.n_skipped
     pairs = collect_pairs(

@@ -15,7 +15,6 @@ import base64
 import binascii
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 from basereward.data.benchmarks.common import (
@@ -25,7 +24,7 @@ from basereward.data.benchmarks.common import (
     media_prompt,
     require_str,
     resolve_media,
-    scan_json_records,
+    scan_records,
     strip_media_tags,
 )
 from basereward.data.io import LoadStats
@@ -119,16 +118,6 @@ def data_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
-    import pyarrow.parquet as pq
-
-    row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-        for rec in batch.to_pylist():
-            yield f"{path} row {row}", rec
-            row += 1
-
-
 def load(
     path: str | Path,
     images: str | Path | None = None,
@@ -141,7 +130,7 @@ def load(
 
     def rows():
         for file in files:
-            yield from _iter_parquet(file) if file.suffix == ".parquet" else scan_json_records(file)
+            yield from scan_records(file)
 
     pairs = collect_pairs(
         rows(), lambda where, rec: _to_pair(rec, where, root), on_error=on_error, stats=stats, limit=limit
