@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("basereward.train", "train a reward model: --config FILE [key=value ...]"),
     "score": ("basereward.score_cli", "score pair JSONL with a trained model"),
+    "ensemble": (
+        "basereward.ensemble_cli",
+        "save several reward models as one (mean / val-acc / margin weights)",
+    ),
     "export": (
         "basereward.export",
         "merge LoRA adapters into a plain checkpoint; --format hf for stock transformers",

@@ -10,6 +10,16 @@ A call runs four stages; a caller holding encodings already (the server's batche
     forward  Batch -> rewards per sample, under bf16 autocast when configured (`batch_rewards`)
 
 Pairs go through the same path, merged by prompt into samples of their distinct responses (`score_pairs`).
+
+Every reward-model paradigm answers two questions, and callers ask only these:
+
+    score    K responses to one prompt -> K rewards (`Scorer`: samples -> [[reward per response] per sample])
+    compare  two responses -> (preferred index, probability that the first is the better)
+
+A scalar scorer (a RewardScorer, an ensemble, eval's length baseline, the server's HTTP client) gets `compare` for
+free from its rewards (`compare`: Bradley-Terry, sigmoid(r0 - r1)); critic and generative reward models will
+implement compare natively. `load_scorer` gives a RewardScorer for a checkpoint directory and an
+`EnsembleScorer` (basereward/ensemble.py) for an ensemble directory, so every verb taking `--model` takes both.
 """
 
 from __future__ import annotations
@@ -22,11 +32,12 @@ import torch
 
 from basereward.calibration import normalize, sigmoid
 from basereward.collate import COLLATORS, Batch
+from basereward.ensemble import EnsembleScorer, is_ensemble_dir, load_ensemble
 from basereward.template import EncodedSample, Encoder
 from basereward.types import Sample
 
-# Anything that maps samples to [[reward per response] per sample]: a RewardScorer, the server's HTTP client, or
-# eval's length baseline.
+# Anything that maps samples to [[reward per response] per sample]: a RewardScorer, an EnsembleScorer, the
+# server's HTTP client, or eval's length baseline.
 Scorer = Callable[[Sequence[Sample]], list[list[float]]]
 
 
@@ -214,9 +225,13 @@ def load_scorer(
     dtype: str = "auto",
     progress: bool = True,
     layout: str = "shared",
-) -> RewardScorer:
-    """Load a checkpoint directory as a `RewardScorer`. dtype: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 |
-    bf16."""
+) -> RewardScorer | EnsembleScorer:
+    """Load a checkpoint directory as a `RewardScorer`, or an ensemble directory (`basereward ensemble`) as an
+    `EnsembleScorer` whose members are loaded here with the same settings. dtype: auto (bf16 autocast on CUDA,
+    fp32 on CPU) | fp32 | bf16."""
+    if is_ensemble_dir(model_dir):
+        settings = dict(device=device, batch_size=batch_size, dtype=dtype, progress=progress, layout=layout)
+        return load_ensemble(model_dir, lambda member: load_scorer(member, **settings))
     from basereward.model.reward_model import load_reward_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -230,6 +245,16 @@ def load_scorer(
         progress=progress,
         layout=layout,
     )
+
+
+def compare(scorer: Scorer, sample: Sample) -> tuple[int, float]:
+    """Which of a sample's two responses is preferred, and the probability that the first is the better one:
+    sigmoid(r0 - r1) of a scalar scorer's rewards (the Bradley-Terry model the heads are trained with). A tie
+    prefers the first, at probability 0.5."""
+    if len(sample.responses) != 2:
+        raise ValueError(f"compare takes a sample with two responses, got {len(sample.responses)}")
+    r0, r1 = scorer([sample])[0]
+    return (0 if r0 >= r1 else 1), sigmoid(r0 - r1)
 
 
 def pair_stats(chosen: Sequence[float], rejected: Sequence[float]) -> dict:

@@ -158,6 +158,8 @@ def test_a_failure_mid_scoring_on_one_rank_stops_both(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # both ranks print to one stdout, so their lines may run together: look for each message, not for lines
-    assert "rank 0: scoring failed on 1 other rank(s); see their error in this log" in proc.stdout, proc.stdout
+    assert "rank 0: scoring failed on 1 other rank(s); see their error in this log" in proc.stdout, (
+        proc.stdout
+    )
     assert "rank 1: data.jsonl:5: image file not found: x.png" in proc.stdout, proc.stdout
     assert "finished" not in proc.stdout

@@ -157,3 +157,14 @@ def test_flags_that_do_not_go_together_are_refused(argv, message, capsys):
     who = [] if "--model" in argv else ["--scorer", "length"]
     rc, _, err = run(capsys, *argv, *who)
     assert rc == 1 and message in err, err
+
+
+def test_model_names_grow_a_path_tail_until_they_differ():
+    from basereward.eval.suite import model_names
+
+    runs = ["/r/demo/train/final", "/r/demo-1/train/final", "/r/other"]
+    assert model_names(runs) == {
+        "/r/demo/train/final": "demo/train/final",
+        "/r/demo-1/train/final": "demo-1/train/final",
+        "/r/other": "other",
+    }

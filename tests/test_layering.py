@@ -33,6 +33,7 @@ LAYERS = {
     "basereward.step_batches": 3,  # the data order of training steps (collate + template)
     "basereward.tiny": 3,
     "basereward.scoring": 4,
+    "basereward.ensemble": 4,  # EnsembleScorer and ensemble.json; scoring's load_scorer dispatches to it
     "basereward.eval": 5,
     "basereward.serve": 5,
     "basereward.rl": 5,
@@ -44,6 +45,7 @@ LEAVES = {
     "basereward.train",
     "basereward.demo",
     "basereward.score_cli",
+    "basereward.ensemble_cli",
     "basereward.eval.evaluate",
     "basereward.data.convert",
     "basereward.data.mixture",

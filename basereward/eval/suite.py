@@ -20,7 +20,9 @@ import json
 import sys
 from pathlib import Path
 
+from basereward.eval.harness import evaluate
 from basereward.eval.report import fmt
+from basereward.eval.tally import TIE_RULES
 
 SUITES = ("paper",)
 MULTIMODAL = ("vl-rewardbench", "mm-rlhf-rewardbench", "multimodal-rewardbench")
@@ -121,11 +123,18 @@ def with_averages(row: dict) -> dict:
 
 
 def model_names(models: list[str]) -> dict[str, str]:
-    """{path: NAME}: the directory's name, or `parent/name` where two models share a name (runs/a/final and
-    runs/b/final), so no row overwrites another."""
-    names = {m: Path(m).resolve().name for m in models}
-    clash = {n for n in names.values() if list(names.values()).count(n) > 1}
-    return {m: (f"{Path(m).resolve().parent.name}/{n}" if n in clash else n) for m, n in names.items()}
+    """{path: NAME}: the directory's name, or the shortest tail of its path that tells it apart where names clash
+    (runs/a/final and runs/b/final -> a/final and b/final; runs/x/train/final and runs/y/train/final ->
+    x/train/final and y/train/final), so no row overwrites another."""
+    parts = {m: Path(m).resolve().parts for m in models}
+    names = {}
+    for m, own in parts.items():
+        for k in range(1, len(own) + 1):
+            tail = own[-k:]
+            if all(other[-k:] != tail for o, other in parts.items() if o != m and other != own):
+                break
+        names[m] = "/".join(tail)
+    return names
 
 
 def run_suite(
@@ -144,8 +153,6 @@ def run_suite(
     """Score every benchmark of `suite` found under `data_root` with each model (or the built-in `scorer`), write
     the table into `out`, and return `{"models": {NAME: row}, "skipped": [...]}` (None on ranks other than 0 under
     torchrun). `ties`, `on_error` and `category_map` go to every `evaluate` call."""
-    from basereward.eval.harness import evaluate
-
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
     if bool(models) == (scorer is not None):
@@ -191,10 +198,16 @@ def run_suite(
         return None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "paper-table.md").write_text(markdown(rows, skipped))
-        table = {"models": rows, "paper": with_averages(dict(PAPER_ROW)), "skipped": skipped}
+        (Path(out) / "paper-table.md").write_text(markdown(rows, skipped, ties))
+        table = {
+            "models": rows,
+            "paths": {name: path and str(Path(path).resolve()) for path, name in entries},
+            "paper": with_averages(dict(PAPER_ROW)),
+            "skipped": skipped,
+            "tie_policy": ties,
+        }
         (Path(out) / "paper-table.json").write_text(json.dumps(table, indent=2) + "\n")
-    print(markdown(rows, skipped))
+    print(markdown(rows, skipped, ties))
     return {"models": rows, "skipped": [s["benchmark"] for s in skipped]}
 
 
@@ -207,7 +220,7 @@ def _cell(row: dict, col: str) -> str:
     return value
 
 
-def markdown(rows: dict[str, dict], skipped: list[dict]) -> str:
+def markdown(rows: dict[str, dict], skipped: list[dict], ties: str = "wrong") -> str:
     """The paper's table (its Tables 4/6 layout) and the fine-grained one (Tables 1/5), ours and the paper's."""
     paper = with_averages(dict(PAPER_ROW))
     all_rows = {**rows, PAPER_NAME: paper}
@@ -225,7 +238,8 @@ def markdown(rows: dict[str, dict], skipped: list[dict]) -> str:
         "Percent, unrounded in paper-table.json. multimodal_avg = mean of the four multimodal columns (paper "
         "Table 6), pure_text_avg = mean of RewardBench and RM-Bench; (k/n) marks a mean over the k columns "
         "present. The paper row: arXiv 2509.16127v1 Tables 8-10 and Figure 2 (text, read off the bars); its "
-        "averages are our arithmetic."
+        f"averages are our arithmetic. Tie policy: {ties} ({TIE_RULES[ties]}); each benchmark's report counts "
+        "its ties."
     )
     if skipped:
         out += ["", "Skipped: " + "; ".join(f"{s['benchmark']} ({s['reason']})" for s in skipped)]

@@ -5,6 +5,10 @@
         [--image-root DIR] [--allow-url-prefix https://cdn.example.org/img/] [--api-key KEY]
         [--max-body-mb 64] [--max-queue-mb 1024] [--media-cache-mb 1024] [--request-timeout-s 150]
 
+`--model` is a checkpoint or an ensemble directory (`basereward ensemble`: members, weights, normalisation and text
+model in its ensemble.json). `--ensemble-model` / `--text-model` are the short way to the plain-mean ensemble
+of checkpoints (the same EnsembleScorer, basereward/ensemble.py).
+
 From Python: `build_app(ServeConfig(model="runs/demo/train/final", max_batch_size=8))` is the same app, typed;
 `run(args)` only turns the parsed flags into a `ServeConfig` and runs uvicorn on it.
 
@@ -81,12 +85,17 @@ API_KEY_ENV = "BASEREWARD_API_KEY"
 
 def add_args(p) -> None:
     d = ServeConfig  # the dataclass's class attributes are its field defaults: one place for each default
-    p.add_argument("--model", required=True, help="trained reward-model directory (basereward checkpoint)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="trained reward-model directory (basereward checkpoint) or ensemble directory (basereward ensemble)",
+    )
     p.add_argument(
         "--ensemble-model",
         action="append",
         default=[],
-        help="another reward model averaged with --model (mean of raw rewards; repeatable)",
+        help="another reward model averaged with --model (mean of raw rewards; repeatable; for weights or "
+        "normalisation build an ensemble directory with `basereward ensemble`)",
     )
     p.add_argument(
         "--text-model",
@@ -190,12 +199,15 @@ def build_app(config: ServeConfig) -> FastAPI:
     """The app `basereward serve` runs (also what tests and benchmarks build in-process)."""
     from pathlib import Path
 
+    from basereward.ensemble import extra_models_error, is_ensemble_dir
     from basereward.scoring import load_scorer
     from basereward.serve.app import create_app
     from basereward.serve.media import MediaPolicy
     from basereward.serve.service import RewardService
 
     c = config
+    if is_ensemble_dir(c.model) and (c.ensemble_models or c.text_model):
+        raise extra_models_error(c.model)  # before loading any model: a 7B member takes minutes
     if c.threads:
         # On a small CPU host, one thread for the forward leaves a core to the event loop and preprocessing.
         import torch

@@ -9,11 +9,10 @@ encodings while they wait for and ride in a batch; a request that would take the
 (`Busy`). A request alone in the budget is always admitted (its size is bounded by `--max-body-mb` and the image
 limits), so an oversized budget setting can never refuse every request.
 
-Models: one reward model, or several (docs/server-api.md §5.3 "Multi-RM"). `ensemble` scorers are averaged with the
-main one: raw = mean of the members' raw rewards (the paper's ensembling rule), normalized = mean of each member's
-own normalized reward. A `text_scorer` takes the text-only samples instead of the ensemble (routing by modality:
-a text RM for text, the multimodal RMs for images and videos). Each member has its own encoder, prompt cache and
-batcher, so each keeps its training-time template and batches on its own.
+Models: one reward model or several (docs/server-api.md §5.3 "Multi-RM"), held as one `EnsembleScorer`
+(basereward/ensemble.py: the combination arithmetic and the routing rule; one model is an ensemble of one). Each
+member has its own encoder, prompt cache and batcher, so each keeps its training-time template and batches on its
+own; the service gathers their rewards for `EnsembleScorer.reduce` / `reduce_text`.
 
 Threads: request conversion and encoding run on a small preprocessing pool (image decoding is CPU work and must not
 block the event loop); each tokenizer/processor is entered by one thread at a time; a model runs only on its
@@ -34,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from basereward.ensemble import ENSEMBLE_FILE, EnsembleScorer, served_ensemble
 from basereward.scoring import RewardScorer, model_device
 from basereward.serve.batcher import DynamicBatcher, JobResult, QueueFull
 from basereward.serve.media import MediaPolicy, MediaRegistry, RequestError, ref_bytes
@@ -115,7 +115,7 @@ current_ticket: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar(
 @dataclass
 class Scored:
     parsed: list[Parsed]
-    raw: list[float]  # one per parsed sample (the ensemble mean when several models score it)
+    raw: list[float]  # one per parsed sample (the ensemble's combination when several models score it)
     normalized: list[float]  # the same, on the checkpoints' calibrated scales
     tokens: list[int]  # sequence length of each (the longest over the models that scored it)
     timing: dict[str, float]  # queue_ms, preprocess_ms, forward_ms
@@ -138,10 +138,12 @@ class Member:
         max_tokens: int | None,
         prompt_cache_size: int,
         metrics: Metrics,
+        weight: float | None = None,
     ):
         self.scorer = scorer
         self.model_dir = Path(model_dir)
         self.role = role  # "main", "ensemble" or "text"
+        self.weight = weight  # its weight in the ensemble (None: the text RM, which is not combined)
         # The decompression-bomb guard of the one preprocessing path doubles as the server's pixel limit.
         scorer.encoder.max_source_pixels = policy.max_image_pixels
         self.max_tokens = min(max_tokens or 1 << 62, max_positions(scorer.model))
@@ -169,6 +171,7 @@ class Member:
             "revision": self.revision,
             "model_type": m.model_type,
             "reward_stats": m.reward_stats,
+            "weight": self.weight,
         }
 
 
@@ -183,9 +186,11 @@ class _Work:
 
 
 class RewardService:
+    """`scorer`: one RewardScorer (+ the `ensemble` / `text_scorer` of the flags), or an EnsembleScorer."""
+
     def __init__(
         self,
-        scorer: RewardScorer,
+        scorer: RewardScorer | EnsembleScorer,
         *,
         model_dir: str | Path,
         model_name: str | None = None,
@@ -224,14 +229,23 @@ class RewardService:
             prompt_cache_size=prompt_cache_size,
             metrics=self.metrics,
         )
-        main = Member(scorer, model_dir, "main", **common)
-        self.members = [main, *(Member(s, d, "ensemble", **common) for s, d in ensemble)]
-        self.text_member = Member(*text_scorer, "text", **common) if text_scorer is not None else None
-        self.scorer = scorer  # the main model: its tokenizer defines the text routes' special tokens
+        self.ensemble = served_ensemble(scorer, model_dir, ensemble, text_scorer)
+        ens = self.ensemble
+        self.members = [
+            Member(s, d, "main" if i == 0 else "ensemble", weight=w, **common)
+            for i, (s, d, w) in enumerate(zip(ens.members, ens.member_dirs, ens.weights))
+        ]
+        self.text_member = (
+            Member(ens.text_scorer, ens.text_dir, "text", **common) if ens.text_scorer is not None else None
+        )
+        main = self.members[0]
+        self.scorer = main.scorer  # the main model: its tokenizer defines the text routes' special tokens
         self.max_tokens = main.max_tokens
         self._pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="basereward-preprocess")
-        # The served reward changes when any member's does.
+        # The served reward changes when any member's does, or the ensemble's weights and normalisation.
         revisions = [m.revision for m in self.all_members]
+        if ens.directory is not None:
+            revisions.append(hashlib.sha256((ens.directory / ENSEMBLE_FILE).read_bytes()).hexdigest()[:12])
         combined = hashlib.sha256("|".join(revisions).encode()).hexdigest()[:12]
         self.revision = revisions[0] if len(revisions) == 1 else combined
         # uid -> images registered with POST /v1/media
@@ -260,10 +274,8 @@ class RewardService:
         return "bf16-autocast" if self.scorer.autocast_dtype is not None else "fp32"
 
     def route(self, sample: Sample) -> list[Member]:
-        """The models that score this sample: the text RM for text-only samples when one is configured."""
-        if self.text_member is not None and not sample.images and not sample.videos:
-            return [self.text_member]
-        return self.members
+        """The models that score this sample (the ensemble's routing rule)."""
+        return [self.text_member] if self.ensemble.routes_to_text(sample) else self.members
 
     async def score(self, parse: Callable[[], list[Parsed]], route: str) -> Scored:
         """Run `parse` (request -> Parsed samples) and the encoders off the event loop, then wait for the batches."""
@@ -317,19 +329,25 @@ class RewardService:
             else:
                 ticket.give(cost)
         self.metrics.record_samples(route, len(parsed))
-        raws: list[list[float]] = [[] for _ in parsed]
-        norms: list[list[float]] = [[] for _ in parsed]
+        # got[i][member] = [reward]: each parsed sample holds one response
+        got: list[dict[Member, list[float]]] = [{} for _ in parsed]
         for w, result in zip(work, results):
             for i, r in zip(w.index, result.rewards):
-                raws[i].append(r[0])
-                norms[i].append(w.member.scorer.normalize(r[0]))
+                got[i][w.member] = r
+        raws, norms = [], []
+        for g in got:
+            if self.text_member in g:
+                raw, norm = self.ensemble.reduce_text(g[self.text_member])
+            else:
+                raw, norm = self.ensemble.reduce([g[m] for m in self.members])
+            raws.append(raw[0])
+            norms.append(norm[0])
         timing = {
             "queue_ms": max((r.queue_ms for r in results), default=0.0),
             "preprocess_ms": preprocess_ms,
             "forward_ms": max((r.forward_ms for r in results), default=0.0),
         }
-        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-        return Scored(parsed, [mean(r) for r in raws], [mean(n) for n in norms], tokens, timing)
+        return Scored(parsed, raws, norms, tokens, timing)
 
     def _prepare(self, parse: Callable[[], list[Parsed]]):
         parsed = parse()
