@@ -130,6 +130,8 @@ def test_two_models_get_a_row_each_named_apart_and_are_loaded_once(
     assert rc == 0, err
     assert list(res["models"]) == ["a/final", "b/final"] and loads == [str(a), str(b)]
     assert (tmp_path / "a" / "final" / "rewardbench" / "report.html").is_file()
+    saved = json.loads((tmp_path / "b" / "final" / "rm-bench" / "metrics.json").read_text())
+    assert saved["model"] == str(Path(b).resolve())  # the report names the directory the scorer came from
     # model a against its five single runs; model b against one (its row differs from a's)
     for name, model, benches in (("a/final", a, None), ("b/final", b, {"mm-rlhf-rewardbench"})):
         ones = {

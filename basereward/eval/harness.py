@@ -101,6 +101,7 @@ def evaluate(
     on_error: str = "fail",
     ties: str = "wrong",
     name: str | None = None,
+    source: str | Path | None = None,
 ) -> dict | None:
     """Score `benchmark` (a name in BENCHMARKS) read from `data` and return the result line of `basereward eval`.
 
@@ -109,7 +110,8 @@ def evaluate(
     `batch_size` pairs go to each scorer call. `on_error`: a bad record (or, for a model, a bad image) stops the
     run ("fail") or is left out and counted by cause in the result's `skipped` / `skipped_by_reason` ("skip").
     `ties`: the tie policy (basereward.eval.tally), stated in the report and the result line. `name` labels the
-    scorer in the report (default: the model directory's name). Under torchrun every rank calls this; rank 0 returns the result, the others None."""
+    scorer in the report (default: the model directory's name); `source` is the directory a ready `scorer` was
+    loaded from, recorded as the model in the report and the result line. Under torchrun every rank calls this; rank 0 returns the result, the others None."""
     from basereward.scoring import merge_pairs, pair_rewards
 
     if (model is None) == (scorer is None):
@@ -188,7 +190,7 @@ def evaluate(
     # 5. report
     info = {
         "scorer": "model" if by_model else "length",
-        "model": str(Path(model).resolve()) if model is not None else None,
+        "model": str(Path(model if model is not None else source).resolve()) if (model or source) else None,
         "data": [
             {"path": str(f.resolve()), "sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files
         ],

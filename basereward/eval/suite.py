@@ -189,6 +189,7 @@ def run_suite(
                 on_error=on_error,
                 category_map=category_map,
                 name=name,
+                source=path,
             )
             if res is not None:
                 results[bench] = res
