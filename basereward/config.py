@@ -27,6 +27,7 @@ from typing import Any
 from basereward.types import DataError
 
 ACTIVATION_NAMES = ("none", "tanh", "silu", "relu")
+GENERATIVE_FORMATS = ("seed", "r1")  # the generative judge's answer formats (basereward/model/generative.py)
 
 # Field metadata: a loaded config must set this key (non-empty), though code may build a partial config without
 # it, e.g. `TrainConfig(batch_size=8)` in a test.
@@ -123,6 +124,23 @@ class LoraArgs:
 
 
 @dataclass(frozen=True)
+class GenerativeArgs:
+    # seed: the judge answers "1" or "2" (Seed-1.5-VL); r1: <think>...</think><answer>1|2</answer> (R1-Reward)
+    format: str = "seed"
+    # r1 inference: reasoning tokens the judge writes (greedy) before its verdict; 0 = an empty think block, so
+    # nothing is generated. Saved in basereward.json, where score/eval/serve read it
+    think_tokens: int = 0
+
+    def __post_init__(self):
+        if self.format not in GENERATIVE_FORMATS:
+            raise ValueError(f"generative.format must be one of {GENERATIVE_FORMATS}, got {self.format!r}")
+        if self.think_tokens < 0 or (self.think_tokens and self.format != "r1"):
+            raise ValueError(
+                f"generative.think_tokens must be >= 0, and 0 unless format is r1, got {self.think_tokens}"
+            )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = "runs/rm"  # checkpoints/, final/, metrics.jsonl, tb/ go here
     seed: int = 0  # head init, data order
@@ -133,6 +151,10 @@ class TrainConfig:
     # used when launched on several processes
     distributed: DistributedArgs = field(default_factory=DistributedArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)  # rank 0 = full fine-tune
+    # naive: scalar head + Bradley-Terry (the paper's choice); generative: the LM itself names the better of two
+    # responses (basereward/model/generative.py)
+    paradigm: str = "naive"
+    generative: GenerativeArgs = field(default_factory=GenerativeArgs)  # used by paradigm generative only
     batch_size: int = 128  # pairs per optimizer step (global) = micro_batch_size x accumulation x world size
     micro_batch_size: int = 4  # pairs per forward/backward
     epochs: float = 1.0  # passes over the training data (fractional allowed)
@@ -165,6 +187,7 @@ class TrainConfig:
                 f"({self.micro_batch_size})"
             )
         checks = {
+            "paradigm": ("naive", "generative"),
             "precision": ("fp32", "bf16", "bf16-pure"),
             "layout": ("shared", "padded"),
             "nonfinite": ("skip", "stop"),
@@ -184,6 +207,27 @@ class TrainConfig:
             )
         if self.data.on_error not in ("fail", "skip"):
             raise ValueError(f"data.on_error must be fail or skip, got {self.data.on_error!r}")
+        if self.paradigm == "generative":
+            self._check_generative()
+
+    def _check_generative(self) -> None:
+        """What the generative paradigm does not have: a reward head, the Bradley-Terry loss options, LoRA (not
+        wired for the LM head yet) and FSDP (its wrapping names the reward head)."""
+        unused = [
+            name
+            for name, value, default in (
+                ("model.head", self.model.head, HeadConfig()),
+                ("loss", self.loss, LossArgs()),
+                ("lora.rank", self.lora.rank, 0),
+                ("distributed.strategy", self.distributed.strategy, "ddp"),
+            )
+            if value != default
+        ]
+        if unused:
+            raise ValueError(
+                f"paradigm generative does not take {', '.join(unused)} (no reward head, the loss is the "
+                "cross-entropy of the answer tokens, no LoRA or FSDP yet); leave them at their defaults"
+            )
 
     def grad_accum(self, world_size: int = 1) -> int:
         """Micro-batches per rank per optimizer step; refuses a global batch that does not divide."""

@@ -17,9 +17,11 @@ Every reward-model paradigm answers two questions, and callers ask only these:
     compare  two responses -> (preferred index, probability that the first is the better)
 
 A scalar scorer (a RewardScorer, an ensemble, eval's length baseline, the server's HTTP client) gets `compare` for
-free from its rewards (`compare`: Bradley-Terry, sigmoid(r0 - r1)); critic and generative reward models will
-implement compare natively. `load_scorer` gives a RewardScorer for a checkpoint directory and an
-`EnsembleScorer` (basereward/ensemble.py) for an ensemble directory, so every verb taking `--model` takes both.
+free from its rewards (`compare`: Bradley-Terry, sigmoid(r0 - r1)); a scorer with a `compare` method of its own
+(the generative judge, `GenerativeScorer` in basereward/model/generative.py) answers it itself. `load_scorer` gives
+a RewardScorer for a checkpoint directory, a GenerativeScorer for one whose basereward.json says
+`"paradigm": "generative"`, and an `EnsembleScorer` (basereward/ensemble.py) for an ensemble directory, so every
+verb taking `--model` takes all three.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,6 +38,9 @@ from basereward.collate import COLLATORS, Batch
 from basereward.ensemble import EnsembleScorer, is_ensemble_dir, load_ensemble
 from basereward.template import EncodedSample, Encoder
 from basereward.types import Sample
+
+if TYPE_CHECKING:
+    from basereward.model.generative_scorer import GenerativeScorer
 
 # Anything that maps samples to [[reward per response] per sample]: a RewardScorer, an EnsembleScorer, the
 # server's HTTP client, or eval's length baseline.
@@ -225,13 +231,19 @@ def load_scorer(
     dtype: str = "auto",
     progress: bool = True,
     layout: str = "shared",
-) -> RewardScorer | EnsembleScorer:
-    """Load a checkpoint directory as a `RewardScorer`, or an ensemble directory (`basereward ensemble`) as an
+) -> RewardScorer | EnsembleScorer | GenerativeScorer:
+    """Load a checkpoint directory as a `RewardScorer` (or a `GenerativeScorer` when its basereward.json's
+    "paradigm" is "generative"; naive when absent), or an ensemble directory (`basereward ensemble`) as an
     `EnsembleScorer` whose members are loaded here with the same settings. dtype: auto (bf16 autocast on CUDA,
     fp32 on CPU) | fp32 | bf16."""
+    settings = dict(device=device, batch_size=batch_size, dtype=dtype, progress=progress, layout=layout)
     if is_ensemble_dir(model_dir):
-        settings = dict(device=device, batch_size=batch_size, dtype=dtype, progress=progress, layout=layout)
         return load_ensemble(model_dir, lambda member: load_scorer(member, **settings))
+    from basereward.model.generative import paradigm_of
+    from basereward.model.generative_scorer import load_generative_scorer
+
+    if paradigm_of(model_dir) == "generative":
+        return load_generative_scorer(model_dir, **settings)
     from basereward.model.reward_model import load_reward_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -249,8 +261,11 @@ def load_scorer(
 
 def compare(scorer: Scorer, sample: Sample) -> tuple[int, float]:
     """Which of a sample's two responses is preferred, and the probability that the first is the better one:
-    sigmoid(r0 - r1) of a scalar scorer's rewards (the Bradley-Terry model the heads are trained with). A tie
-    prefers the first, at probability 0.5."""
+    the scorer's own `compare` when it has one (a pairwise judge), else sigmoid(r0 - r1) of a scalar scorer's
+    rewards (the Bradley-Terry model the heads are trained with). A tie prefers the first, at probability 0.5."""
+    own = getattr(scorer, "compare", None)
+    if callable(own):
+        return own(sample)
     if len(sample.responses) != 2:
         raise ValueError(f"compare takes a sample with two responses, got {len(sample.responses)}")
     r0, r1 = scorer([sample])[0]

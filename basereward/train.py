@@ -15,6 +15,8 @@ batches does not depend on the number of ranks, and `resume=auto` continues it e
 The step's loss is the mean over the pairs actually used in the whole step (pairs dropped for length or bad
 records are not counted), summed over micro-batches and ranks. A step whose loss (on any rank) or gradient norm is
 NaN/Inf is skipped by every rank, or stops the run (`nonfinite`); non-finite weights are never saved.
+`paradigm: generative` trains the LM itself as a pairwise judge through the same loop (basereward/generative_train.py
+holds its model, steps and loss).
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ from basereward.checkpoint import (
 from basereward.collate import COLLATORS, Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.faults import fault_point, poisoned
+from basereward.generative_train import JudgeSteps, build_generative, judge_step_args, judge_sums, write_order
+from basereward.generative_train import filler as judge_filler
 from basereward.losses import pair_loss
 from basereward.metrics_log import MetricsLogger
 from basereward.model.backbone import enable_activation_checkpointing
 from basereward.model.build import build_model
+from basereward.model.generative_scorer import GenerativeScorer
 from basereward.model.reward_model import RewardModel
 from basereward.optim import lr_lambda, param_groups
 from basereward.scoring import RewardScorer, pair_stats, score_pairs
@@ -84,7 +89,7 @@ def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) 
     runner = inner(engine)  # DDP: the plain module (no collectives); FSDP: the sharded root itself
     runner.eval()
     n = min(cfg.max_eval_pairs or len(pairs), len(pairs))
-    scorer = RewardScorer(
+    scorer = (GenerativeScorer if cfg.paradigm == "generative" else RewardScorer)(
         runner,
         encoder=encoder,
         batch_size=cfg.eval_batch_size,
@@ -99,7 +104,10 @@ def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) 
         progress=False,
     )
     runner.train()
+    # a judge's order agreement and ties, summed over ranks (a collective: every rank asks)
+    judged = scorer.judge_stats(across_ranks=True) if cfg.paradigm == "generative" else {}
     stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if rewards is not None else None
+    stats = {**stats, **judged} if stats is not None else None
     return distributed.broadcast_object(stats)
 
 
@@ -153,8 +161,11 @@ def setup(cfg: TrainConfig) -> Run:
     val_pairs, _ = load_pairs(cfg.data.validation, cfg.data.on_error, cfg.data.drop_ties, "validation")
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_size))
 
-    # --- model: a new head on the pretrained backbone (a resumed run loads its weights below)
-    model, processor = build_model(cfg)
+    # --- model: a new head on the pretrained backbone (a resumed run loads its weights below), or the judge LM
+    generative = cfg.paradigm == "generative"
+    model, processor = (build_generative if generative else build_model)(cfg)
+    if generative and info.is_main:
+        model.order = write_order(out, train_pairs, cfg.seed)
     encoder = Encoder(processor, model.model_type, model.pool_token)
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model.backbone)
@@ -206,7 +217,7 @@ def setup(cfg: TrainConfig) -> Run:
                 flush=True,
             )
 
-    steps = StepBatches(
+    steps = (JudgeSteps if generative else StepBatches)(
         train_pairs,
         encoder,
         cfg.batch_size,
@@ -218,9 +229,12 @@ def setup(cfg: TrainConfig) -> Run:
         rank=info.rank,
         world_size=info.world_size,
         on_error=cfg.data.on_error,
+        **(judge_step_args(encoder, cfg) if generative else {}),
     )
     filler = None
-    if info.enabled:
+    if info.enabled and generative:
+        filler = judge_filler(encoder, cfg)
+    elif info.enabled:
         tiny = encoder.encode(Sample([{"role": "user", "content": "."}], [".", "."]))
         filler = COLLATORS[cfg.layout]([tiny], encoder.pad_id)
     return Run(
@@ -282,31 +296,32 @@ def train_step(run: Run, slots: list, drops: dict[str, int], step: int) -> dict:
                 ):
                     rewards = engine(mb)
                 fault_point("forward", step, info.rank)
-                r_c, r_r = rewards[0::2], rewards[1::2]
-                lengths = mb.response_lengths if cfg.loss.length_norm else None
-                loss, parts = pair_loss(
-                    r_c,
-                    r_r,
-                    margin=margins.to(info.device) if cfg.loss.use_margin else None,
-                    center_coef=cfg.loss.center_coef,
-                    len_chosen=lengths[0::2] if lengths is not None else None,
-                    len_rejected=lengths[1::2] if lengths is not None else None,
-                )
-                if poisoned(step, info.rank):
-                    loss = loss * float("nan")
-                # ranks' gradients are averaged by DDP/FSDP: x world size turns that average into the sum
-                (loss * (len(r_c) * info.world_size / n_total)).backward()
-                c, r = r_c.detach().float().cpu(), r_r.detach().float().cpu()
-                sums += torch.tensor(
-                    [
+                if cfg.paradigm == "generative":  # "rewards": (answer cross-entropy, verdict margin) per pair
+                    loss, row = judge_sums(rewards)
+                else:
+                    r_c, r_r = rewards[0::2], rewards[1::2]
+                    lengths = mb.response_lengths if cfg.loss.length_norm else None
+                    loss, parts = pair_loss(
+                        r_c,
+                        r_r,
+                        margin=margins.to(info.device) if cfg.loss.use_margin else None,
+                        center_coef=cfg.loss.center_coef,
+                        len_chosen=lengths[0::2] if lengths is not None else None,
+                        len_rejected=lengths[1::2] if lengths is not None else None,
+                    )
+                    c, r = r_c.detach().float().cpu(), r_r.detach().float().cpu()
+                    row = [
                         float(pair_loss(c, r)[0]) * len(c),
                         float((c > r).sum()),
                         float((c - r).sum()),
                         len(c),
-                        float(not torch.isfinite(loss.detach()).item()),
-                        0.0,
-                    ],
-                    dtype=torch.float64,
+                    ]
+                if poisoned(step, info.rank):
+                    loss = loss * float("nan")
+                # ranks' gradients are averaged by DDP/FSDP: x world size turns that average into the sum
+                (loss * (row[3] * info.world_size / n_total)).backward()
+                sums += torch.tensor(
+                    [*row, float(not torch.isfinite(loss.detach()).item()), 0.0], dtype=torch.float64
                 )
         grad_norm = torch.nn.utils.clip_grad_norm_(
             run.model.parameters(), cfg.optim.grad_clip or float("inf")
@@ -464,6 +479,7 @@ def finish(run: Run, step: int, last_eval: dict, dropped: dict) -> dict | None:
         "skipped_too_long": dropped["too_long"],
         "nonfinite_steps_skipped": run.nonfinite_skipped,
         "validation": last_eval,
+        **({"judge_order": run.model.order} if cfg.paradigm == "generative" else {}),
     }
 
 

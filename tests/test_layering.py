@@ -32,6 +32,9 @@ LAYERS = {
     "basereward.sharding": 3,  # DDP / FSDP2 wrapping of a reward model
     "basereward.step_batches": 3,  # the data order of training steps (collate + template)
     "basereward.tiny": 3,
+    "basereward.model.generative": 3,  # the generative judge: LM + head, prompt format, loss, its checkpoint
+    "basereward.model.generative_scorer": 3,  # GenerativeScorer: judge calls in both orders, R1-Reward's rule
+    "basereward.generative_train": 3,  # the generative paradigm's training pieces (steps, order record, loss sums)
     "basereward.scoring": 4,
     "basereward.ensemble": 4,  # EnsembleScorer and ensemble.json; scoring's load_scorer dispatches to it
     "basereward.eval": 5,

@@ -161,9 +161,14 @@ def evaluate(
     # pairs that share a prompt are scored as one sample of its distinct responses (merge_pairs: RM-Bench's 9
     # pairs per prompt are 6 responses), so a batch is `batch_size` prompts
     samples, where = merge_pairs(pairs)
+    counting = hasattr(scorer, "judge_stats")  # a generative judge counts its calls, order agreement and ties
+    before = scorer.judge_stats() if counting else None
     rewards, seconds = score_sharded(
         samples, scorer, batch_size, desc=f"{benchmark} [{label}]", noun="prompt"
     )
+    judge = (
+        scorer.judge_stats(across_ranks=True, since=before) if counting else None
+    )  # a collective: every rank
     if rewards is None:
         return None
     pref, rej = map(list, zip(*pair_rewards(rewards, where)))
@@ -198,6 +203,7 @@ def evaluate(
         "limit": limit,
         "category_map": map_note,
         "tie_policy": ties,
+        "judge": judge,
         "timing": {
             "seconds": seconds,
             "pairs_per_s": len(pairs) / seconds if seconds > 0 else None,
@@ -229,4 +235,6 @@ def evaluate(
         extra["category_map"] = cmap
     timing = {"pairs_per_s": info["timing"]["pairs_per_s"], "world_size": ranks.world_size}
     skips = {"skipped": info["skipped"], "skipped_by_reason": info["skipped_by_reason"]}
+    if judge is not None:
+        extra["judge"] = judge
     return {**main.result.headline, **extra, **timing, **skips, "report": None if out is None else str(out)}

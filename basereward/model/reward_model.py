@@ -286,6 +286,11 @@ def read_metadata(model_dir: str | Path) -> dict:
         raise DataError(f"{path}: field format_version must be an integer, got {version!r}")
     if version > FORMAT_VERSION:
         raise DataError(f"{path}: format_version {version} is newer than this library's ({FORMAT_VERSION})")
+    if meta.get("paradigm", "naive") != "naive":  # e.g. a generative judge: no head to load here
+        raise DataError(
+            f"{path}: a {meta['paradigm']!r} reward model, not a scalar-head one; load it with "
+            "basereward.load_scorer (score, eval and serve do)"
+        )
     if not isinstance(meta.get("model_type"), str):
         raise DataError(f"{path}: field model_type must be a string, got {meta.get('model_type')!r}")
     head = meta.get("head")
