@@ -145,6 +145,10 @@ class PreferencePair:
     score_chosen: float | None = None
     score_rejected: float | None = None
     margin: float | None = None
+    # What each response gets right or wrong, in words (docs/datasets.md §1): what a critic-based RM trains on;
+    # the naive (Bradley-Terry) paradigm ignores them. None when the source has none.
+    chosen_critique: str | None = None
+    rejected_critique: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     where: str = ""  # "file:line" this record came from, for error messages
 

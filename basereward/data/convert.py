@@ -173,6 +173,11 @@ def check_pair(pair: PreferencePair, where: str) -> None:
     for key, text in (("chosen", pair.chosen), ("rejected", pair.rejected)):
         if not isinstance(text, str):
             raise DataError(f"{where}: field '{key}' must be a string, got {type(text).__name__}")
+    for key in ("chosen_critique", "rejected_critique"):  # optional; the shard column is a nullable string
+        if not isinstance(getattr(pair, key), str | None):
+            raise DataError(
+                f"{where}: field '{key}' must be a string or null, got {type(getattr(pair, key)).__name__}"
+            )
     # chosen == rejected is the caller's to judge: a dropped quirk in a public source, bad input in an import
     check_responses(pair.chosen, pair.rejected, where, distinct=False)
     tags = sum(m["content"].count(IMAGE_TAG) for m in pair.prompt)

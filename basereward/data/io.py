@@ -6,10 +6,14 @@ One JSON object per line:
      "prompt": [{"role": "user", "content": "<image>\\nWhat colour is the shape?"}],
      "images": [{"path": "images/17.png"}],          # or {"bytes": "<base64>"} or a plain path string
      "chosen": "The shape is red.", "rejected": "The shape is blue.",
-     "score_chosen": null, "score_rejected": null, "margin": null, "meta": {}}
+     "score_chosen": null, "score_rejected": null, "margin": null, "meta": {},
+     "chosen_critique": "The image shows a red circle; the response says red: correct.",      # optional
+     "rejected_critique": "The image shows a red circle; the response says blue: wrong, it is red."}
 
 Image paths are relative to the JSONL file's folder (absolute paths are kept). `prompt` may also be a plain string
 (one user turn). Text-only pairs have `"images": []` and may share a file and a batch with image pairs.
+`chosen_critique` / `rejected_critique` are optional strings; null, a missing key and a blank string all read as
+None (a blank critique says nothing a critic could learn from), and they are written only when set.
 
 Every problem raises `DataError` naming `file:line`; with `on_error="skip"` the line is skipped and counted in
 `LoadStats` instead.
@@ -130,6 +134,14 @@ def parse_record(line: bytes | str | dict | DataError, *, where: str, base_dir: 
         except (TypeError, ValueError) as e:
             raise DataError(f"{where}: field '{key}' must be a number or null, got {val!r}") from e
 
+    def opt_text(key):
+        val = rec.get(key)
+        if val is None:
+            return None
+        if not isinstance(val, str):
+            raise DataError(f"{where}: field '{key}' must be a string or null, got {type(val).__name__}")
+        return val if val.strip() else None
+
     meta = rec.get("meta") or {}
     if not isinstance(meta, dict):
         raise DataError(f"{where}: field 'meta' must be an object")
@@ -144,6 +156,8 @@ def parse_record(line: bytes | str | dict | DataError, *, where: str, base_dir: 
         score_chosen=opt_float("score_chosen"),
         score_rejected=opt_float("score_rejected"),
         margin=opt_float("margin"),
+        chosen_critique=opt_text("chosen_critique"),
+        rejected_critique=opt_text("rejected_critique"),
         meta=meta,
         where=where,
     )
@@ -264,6 +278,10 @@ def pair_to_record(pair: PreferencePair, *, out_dir: Path, embed_images: bool = 
     }
     if pair.videos:
         rec["videos"] = [{"frames_dir": v.frames_dir} for v in pair.videos]
+    # Only when set, so a file of pairs without critiques is written exactly as before the fields existed.
+    for key in ("chosen_critique", "rejected_critique"):
+        if getattr(pair, key) is not None:
+            rec[key] = getattr(pair, key)
     return rec
 
 

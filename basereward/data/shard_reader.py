@@ -2,6 +2,8 @@
 batch iteration, random access to one row, and `take` of arbitrary rows. Arrow files are memory-mapped (zero
 copy); Parquet row groups are read on demand (two cached), so random rows from Parquet cost a row group each
 (~480x an Arrow row: numbers, and why this reader rather than `datasets.load_from_disk`, in shards.py).
+Every batch comes back with SCHEMA's columns: one of a folder written before the critique columns existed gets
+them as nulls, so old and new folders read, `take` and re-write alike (and mix in one build).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from basereward.data.shards import MANIFEST, SCHEMA, row_to_pair
+from basereward.data.shards import MANIFEST, SCHEMA, add_missing_columns, row_to_pair
 from basereward.types import DataError, PreferencePair
 
 
@@ -72,11 +74,14 @@ class ShardDir:
             try:
                 if self.fmt == "parquet":
                     self._open[fi] = pq.ParquetFile(f, memory_map=True)
+                    schema = self._open[fi].schema_arrow
                 else:
-                    self._open[fi] = pa.ipc.open_stream(pa.memory_map(f, "r")).read_all().to_batches()
+                    table = pa.ipc.open_stream(pa.memory_map(f, "r")).read_all()
+                    schema = table.schema
+                    # the appended null columns are small; every other buffer stays memory-mapped
+                    self._open[fi] = [add_missing_columns(b) for b in table.to_batches()]
             except (OSError, pa.ArrowException) as e:
                 raise DataError(f"{f}: unreadable {self.fmt} shard: {e}") from e
-            schema = self._open[fi].schema_arrow if self.fmt == "parquet" else SCHEMA
             missing = [n for n in ("id", "prompt", "images", "chosen", "rejected") if n not in schema.names]
             if missing:
                 raise DataError(
@@ -114,7 +119,7 @@ class ShardDir:
             if len(self._cache) >= 2:
                 self._cache.pop(next(iter(self._cache)))
             table = self._file(fi).read_row_group(local)
-            self._cache[b] = (
+            self._cache[b] = add_missing_columns(
                 table.combine_chunks().to_batches()[0]
                 if table.num_rows
                 else pa.RecordBatch.from_pylist([], schema=table.schema)

@@ -12,7 +12,9 @@ Layout of a shard folder (what `data convert` / `build` / `split` / `decontam` w
 
 Columns (`SCHEMA`): id, source, prompt list<{role, content}>, images list<{bytes, path}> (the 🤗 `Image`
 storage struct; `path` relative to DIR), videos list<{frames_dir}>, chosen, rejected, score_chosen,
-score_rejected, margin (float64, nullable), meta (JSON text: its keys differ by source).
+score_rejected, margin (float64, nullable), meta (JSON text: its keys differ by source), chosen_critique,
+rejected_critique (nullable strings). Folders written before the critique columns existed still read: every
+batch read or re-written gains them as null columns (`add_missing_columns`).
 
 Why our own folder rather than a plain `datasets.save_to_disk` one: the Arrow folder already *is* one
 (`datasets.load_from_disk(DIR)` opens it as is), so nothing is lost for users of `datasets`; what we add is
@@ -66,8 +68,14 @@ SCHEMA = pa.schema(
         ("score_rejected", pa.float64()),
         ("margin", pa.float64()),
         ("meta", pa.string()),
+        # Added after the first shard folders were written, hence last and nullable: a batch from an older
+        # folder becomes a SCHEMA batch by appending them as nulls (add_missing_columns).
+        ("chosen_critique", pa.string()),
+        ("rejected_critique", pa.string()),
     ]
 )
+# Columns a folder may lack (written by an older version); every other SCHEMA column is always there.
+OPTIONAL_COLUMNS = ("chosen_critique", "rejected_critique")
 FORMATS = ("parquet", "arrow", "jsonl")
 _MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"GIF8", ".gif"), (b"BM", ".bmp"), (b"RIFF", ".webp"))
 
@@ -100,6 +108,8 @@ def pair_to_row(pair: PreferencePair, out_dir: Path, image_mode: str, images_dir
         "score_rejected": pair.score_rejected,
         "margin": pair.margin,
         "meta": json.dumps(pair.meta, ensure_ascii=False, default=str),
+        "chosen_critique": pair.chosen_critique,
+        "rejected_critique": pair.rejected_critique,
     }
 
 
@@ -134,9 +144,27 @@ def row_to_pair(row: dict, base_dir: Path, where: str) -> PreferencePair:
         score_chosen=row.get("score_chosen"),
         score_rejected=row.get("score_rejected"),
         margin=row.get("margin"),
+        chosen_critique=_opt_text(row.get("chosen_critique")),
+        rejected_critique=_opt_text(row.get("rejected_critique")),
         meta=meta,
         where=where,
     )
+
+
+def _opt_text(value) -> str | None:
+    # blank reads as absent, as in JSONL (basereward/data/io.py), so the two formats give the same pair
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def add_missing_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with any OPTIONAL_COLUMNS it lacks appended as all-null columns: a batch of a folder written
+    before those columns existed then has SCHEMA (they are SCHEMA's last columns), so it can be re-written and
+    concatenated with new batches. Other differences are left for the caller's cast to report."""
+    for name in OPTIONAL_COLUMNS:
+        if batch.schema.get_field_index(name) < 0:
+            field = SCHEMA.field(name)
+            batch = batch.append_column(field, pa.nulls(batch.num_rows, field.type))
+    return batch
 
 
 def _read_image(img: ImageRef) -> bytes:
@@ -233,15 +261,15 @@ class ShardWriter:
             return
         row = pair_to_row(pair, self.out_dir, self.image_mode, self.images_dir, self._written)
         self._rows.append(row)
-        self._row_bytes += (
-            sum(len(i["bytes"] or b"") for i in row["images"]) + len(row["chosen"]) + len(row["rejected"])
+        self._row_bytes += sum(len(i["bytes"] or b"") for i in row["images"]) + sum(
+            len(row[k] or "") for k in ("chosen", "rejected", *OPTIONAL_COLUMNS)
         )
         if len(self._rows) >= self._limits[2] or self._row_bytes >= self._limits[3]:
             self._flush_rows()
 
     def write_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Append SCHEMA rows as they are (paths must already be relative to this folder; see
-        rebase_paths)."""
+        rebase_paths). Rows of an older folder, without the OPTIONAL_COLUMNS, get them as nulls."""
         if self.fmt == "jsonl":
             for i, row in enumerate(batch.to_pylist()):
                 self._jsonl_line(row_to_pair(row, self.out_dir, f"batch row {i}"))
@@ -249,6 +277,7 @@ class ShardWriter:
         self._flush_rows()
         for b in batch.to_batches(max_chunksize=self._limits[2]) if isinstance(batch, pa.Table) else [batch]:
             if b.num_rows:
+                b = add_missing_columns(b)
                 self._write(b.cast(SCHEMA) if b.schema != SCHEMA else b)
 
     def _jsonl_line(self, pair: PreferencePair) -> None:

@@ -19,6 +19,11 @@ accuracy measures generalisation, not memory):
   for each of validation and test. A 2-layer demo model generalises it only sometimes (0.41-0.97 across seeds
   and builds), which is why the demo uses `code`.
 
+Every pair carries a critique of each response (`chosen_critique` / `rejected_critique`, docs/datasets.md §1),
+written from the truth the generator drew: what the image shows (or what the prompt's task asks) and whether the
+response says it, e.g. "The image shows a red circle; the response says blue: wrong, it is red." They draw
+nothing from the random stream, so every other field, and every image, is what it was before critiques existed.
+
 Splits share no prompt+image: every image is a fresh random drawing and exact duplicates are redrawn.
 Deterministic: the same seed writes byte-identical files.
 """
@@ -79,32 +84,70 @@ def _two_values(rng: random.Random, values) -> tuple:
 
 def make_image_pair(kind: str, rng: random.Random):
     """Returns (PIL image, question, chosen, rejected) for one image kind."""
+    img, q, chosen, rejected, _, _ = make_critiqued_image_pair(kind, rng)
+    return img, q, chosen, rejected
+
+
+def make_critiqued_image_pair(kind: str, rng: random.Random):
+    """Returns (PIL image, question, chosen, rejected, chosen critique, rejected critique) for one image kind;
+    the same draws from `rng` as make_image_pair."""
+    img, q, tmpl, true, wrong, scene = _image_pair(kind, rng)
+    return (
+        img,
+        q,
+        tmpl.format(true),
+        tmpl.format(wrong),
+        *_critiques(f"The image shows {scene}", true, wrong),
+    )
+
+
+def _critiques(truth: str, true, wrong) -> tuple[str, str]:
+    """(chosen critique, rejected critique): the truth, what each response says and whether that is it."""
+    return (
+        f"{truth}; the response says {true}: correct.",
+        f"{truth}; the response says {wrong}: wrong, it is {true}.",
+    )
+
+
+def _plural(shape: str, n: int) -> str:
+    return shape if n == 1 else shape + ("es" if shape.endswith("s") else "s")
+
+
+def _image_pair(kind: str, rng: random.Random):
+    """(image, question, answer template, true value, wrong value, what the image shows in words). The named
+    intermediate values (a shape, a colour name) are drawn exactly where the drawing call drew them inline."""
     img, draw = _canvas(rng)
     if kind == "colour":
         true, wrong = _two_values(rng, COLOURS)
         r = rng.uniform(26, 34)
         cx, cy = rng.uniform(r + 4, SIZE - r - 4), rng.uniform(r + 4, SIZE - r - 4)
-        _draw(draw, rng.choice(SHAPES), cx, cy, r, COLOURS[true])
-        q, tmpl = "What colour is the shape?", "The shape is {}."
+        shape = rng.choice(SHAPES)
+        _draw(draw, shape, cx, cy, r, COLOURS[true])
+        q, tmpl, scene = "What colour is the shape?", "The shape is {}.", f"a {true} {shape}"
     elif kind == "shape":
         true, wrong = _two_values(rng, SHAPES)
         r = rng.uniform(30, 38)
         cx, cy = rng.uniform(r + 4, SIZE - r - 4), rng.uniform(r + 4, SIZE - r - 4)
-        _draw(draw, true, cx, cy, r, COLOURS[rng.choice(list(COLOURS))])
-        q, tmpl = "What shape is shown?", "It is a {}."
+        colour = rng.choice(list(COLOURS))
+        _draw(draw, true, cx, cy, r, COLOURS[colour])
+        q, tmpl, scene = "What shape is shown?", "It is a {}.", f"a {colour} {true}"
     elif kind == "count":
         # Adjacent counts make the wrong answer plausible; the pair is drawn first so both are equally often true.
         lo = rng.randint(1, MAX_COUNT - 1)
         true, wrong = (lo, lo + 1) if rng.random() < 0.5 else (lo + 1, lo)
         cells = rng.sample([(x, y) for x in range(2) for y in range(2)], true)
-        colour = COLOURS[rng.choice(list(COLOURS))]
+        colour = rng.choice(list(COLOURS))
         shape = rng.choice(SHAPES)
         for x, y in cells:
             r = rng.uniform(15, 20)
             cx = x * SIZE / 2 + rng.uniform(r + 3, SIZE / 2 - r - 3)
             cy = y * SIZE / 2 + rng.uniform(r + 3, SIZE / 2 - r - 3)
-            _draw(draw, shape, cx, cy, r, colour)
-        q, tmpl = "How many shapes are there?", "There are {} shapes."
+            _draw(draw, shape, cx, cy, r, COLOURS[colour])
+        q, tmpl, scene = (
+            "How many shapes are there?",
+            "There are {} shapes.",
+            f"{true} {colour} {_plural(shape, true)}",
+        )
     elif kind == "position":
         # One shape, left or right half. (A two-shape "is the red one left or right" variant stayed at chance for
         # the tiny demo model after 800 steps: binding colour to position is much harder than position alone.)
@@ -112,18 +155,31 @@ def make_image_pair(kind: str, rng: random.Random):
         r = rng.uniform(20, 26)
         x0 = 0 if true == "left" else SIZE / 2
         cx, cy = x0 + rng.uniform(r + 3, SIZE / 2 - r - 3), rng.uniform(r + 3, SIZE - r - 3)
-        _draw(draw, rng.choice(SHAPES), cx, cy, r, COLOURS[rng.choice(list(COLOURS))])
+        shape = rng.choice(SHAPES)  # drawn before the colour, as the inline arguments were
+        colour = rng.choice(list(COLOURS))
+        _draw(draw, shape, cx, cy, r, COLOURS[colour])
         q, tmpl = "Is the shape on the left or the right?", "The shape is on the {}."
+        scene = f"a {colour} {shape} on the {true}"
     else:
         raise ValueError(f"unknown image kind {kind!r}")
-    return img, q, tmpl.format(true), tmpl.format(wrong)
+    return img, q, tmpl, true, wrong, scene
 
 
 def make_addition_pair(ab: tuple[int, int], rng: random.Random) -> tuple[str, str, str]:
+    return _addition_pair(ab, rng)[:3]
+
+
+def _addition_pair(ab: tuple[int, int], rng: random.Random) -> tuple[str, str, str, str, str]:
+    """make_addition_pair's (question, chosen, rejected) and the two critiques."""
     a, b = ab
     s = a + b
     wrong = s + rng.choice([d for d in (-2, -1, 1, 2) if s + d >= 0])
-    return f"What is {a} + {b}?", f"{a} + {b} = {s}.", f"{a} + {b} = {wrong}."
+    return (
+        f"What is {a} + {b}?",
+        f"{a} + {b} = {s}.",
+        f"{a} + {b} = {wrong}.",
+        *_critiques(f"{a} + {b} is {s}", s, wrong),
+    )
 
 
 def addition_splits(seed: int) -> dict[str, list[tuple[int, int]]]:
@@ -134,10 +190,16 @@ def addition_splits(seed: int) -> dict[str, list[tuple[int, int]]]:
 
 
 def make_code_pair(code: tuple[int, ...], rng: random.Random) -> tuple[str, str, str]:
+    return _code_pair(code, rng)[:3]
+
+
+def _code_pair(code: tuple[int, ...], rng: random.Random) -> tuple[str, str, str, str, str]:
+    """make_code_pair's (question, chosen, rejected) and the two critiques."""
     wrong = list(code)
     wrong[rng.randrange(len(code))] = rng.choice([d for d in range(10) if d not in code])
     c, w = " ".join(map(str, code)), " ".join(map(str, wrong))
-    return f"The code is {c}. What is the code?", f"The code is {c}.", f"The code is {w}."
+    critiques = _critiques(f"The prompt gives the code {c}", c, w)
+    return f"The code is {c}. What is the code?", f"The code is {c}.", f"The code is {w}.", *critiques
 
 
 def code_splits(seed: int) -> dict[str, list[tuple[int, ...]]]:
@@ -147,7 +209,8 @@ def code_splits(seed: int) -> dict[str, list[tuple[int, ...]]]:
     return {"train": codes[:700], "validation": codes[700:850], "test": codes[850:]}
 
 
-TEXT_MAKERS = {"code": (code_splits, make_code_pair), "addition": (addition_splits, make_addition_pair)}
+# (items per split, maker of (question, chosen, rejected, chosen critique, rejected critique))
+TEXT_MAKERS = {"code": (code_splits, _code_pair), "addition": (addition_splits, _addition_pair)}
 
 
 def synth_split(
@@ -172,20 +235,22 @@ def synth_split(
     for i, kind in enumerate(plan):
         pid = f"synth-{split}-{i:06d}"
         if kind == text_kind:
-            q, c, r = make_text(rng.choice(combos), rng)
+            q, c, r, cc, rc = make_text(rng.choice(combos), rng)
             pairs.append(
                 PreferencePair(
                     id=pid,
                     prompt=[{"role": "user", "content": q}],
                     chosen=c,
                     rejected=r,
+                    chosen_critique=cc,
+                    rejected_critique=rc,
                     source=f"synth/{kind}",
                     meta={"kind": kind},
                 )
             )
             continue
         while True:  # redraw the (rare) exact duplicate so no prompt+image repeats within or across splits
-            img, q, c, r = make_image_pair(kind, rng)
+            img, q, c, r, cc, rc = make_critiqued_image_pair(kind, rng)
             key = hashlib.sha1(q.encode() + img.tobytes()).hexdigest()
             if key not in seen:
                 seen.add(key)
@@ -199,6 +264,8 @@ def synth_split(
                 chosen=c,
                 rejected=r,
                 images=[ImageRef(path=str(path))],
+                chosen_critique=cc,
+                rejected_critique=rc,
                 source=f"synth/{kind}",
                 meta={"kind": kind},
             )

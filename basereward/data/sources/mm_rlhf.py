@@ -3,7 +3,9 @@
 Follows `yifanzhang114/MM-RLHF` file `dpo_pairs.jsonl` (docs/datasets.md §2.3a): one JSON object per line with
 `prompt` str, `chosen` str, `rejected` str, and `image` (a path relative to the media root) or `video` (a
 frames folder); optional `chosen_reason`, `rejected_reason`, `is_tie`, `ls_factor` as read by the owners' DPO
-loader. Media: the unzipped `long/ short/ mcq/ safety/` folders or the zips themselves (`--images`, default:
+loader; the two reasons (what each response gets right or wrong) become the pair's `chosen_critique` /
+`rejected_critique` (a blank or non-text reason is none, like a junk score elsewhere) and stay in meta as they
+were. Media: the unzipped `long/ short/ mcq/ safety/` folders or the zips themselves (`--images`, default:
 the input folder and any `*.zip` in it). Like the owners' loader, every `<image>` is stripped and one
 re-prepended. Video rows are skipped (counted; no frame policy is applied here), ties are dropped. License
 unknown (check the card of the revision you pin).
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from basereward.data.sources.media import Media
 from basereward.data.sources.readers import Result, each_row, read_rows
@@ -49,6 +52,13 @@ def to_pairs(row: dict, where: str, index: int, media: Media) -> list[Preference
             chosen=response(chosen, where, "chosen"),
             rejected=response(rejected, where, "rejected"),
             images=images,
+            chosen_critique=_critique(row.get("chosen_reason")),
+            rejected_critique=_critique(row.get("rejected_reason")),
             meta={**meta, "license": LICENSE},
         )
     ]
+
+
+def _critique(value: Any) -> str | None:
+    # optional upstream text: a missing or junk value leaves the pair without a critique rather than dropping it
+    return value if isinstance(value, str) and value.strip() else None
