@@ -239,17 +239,15 @@ def load_scorer(
     settings = dict(device=device, batch_size=batch_size, dtype=dtype, progress=progress, layout=layout)
     if is_ensemble_dir(model_dir):
         return load_ensemble(model_dir, lambda member: load_scorer(member, **settings))
-    from basereward.model.generative import paradigm_of
-    from basereward.model.generative_scorer import load_generative_scorer
-
-    if paradigm_of(model_dir) == "generative":
-        return load_generative_scorer(model_dir, **settings)
+    from basereward.model.generative import load_generative, paradigm_of
+    from basereward.model.generative_scorer import GenerativeScorer
     from basereward.model.reward_model import load_reward_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor = load_reward_model(model_dir, device=device)
     use_bf16 = dtype == "bf16" or (dtype == "auto" and device.startswith("cuda"))
-    return RewardScorer(
+    generative = paradigm_of(model_dir) == "generative"
+    model, processor = (load_generative if generative else load_reward_model)(model_dir, device=device)
+    return (GenerativeScorer if generative else RewardScorer)(
         model,
         processor,
         batch_size=batch_size,

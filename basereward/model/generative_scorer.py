@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from basereward.collate import COLLATORS
-from basereward.model.generative import COUNTS, GenerativeModel, JudgeFormat, load_generative
+from basereward.model.generative import COUNTS, GenerativeModel, JudgeFormat
 from basereward.template import EncodedSample, Encoder
 from basereward.types import Sample
 
@@ -200,20 +200,3 @@ class GenerativeScorer:
 
     def normalize(self, reward: float) -> float:
         return reward  # wins have no calibrated scale
-
-
-def load_generative_scorer(
-    model_dir, *, device=None, batch_size=16, dtype="auto", progress=True, layout="shared"
-) -> GenerativeScorer:
-    """`scoring.load_scorer` for a generative checkpoint: the same settings (dtype auto = bf16 autocast on CUDA)."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor = load_generative(model_dir, device=device)
-    use_bf16 = dtype == "bf16" or (dtype == "auto" and device.startswith("cuda"))
-    return GenerativeScorer(
-        model,
-        processor,
-        batch_size=batch_size,
-        autocast_dtype=torch.bfloat16 if use_bf16 else None,
-        progress=progress,
-        layout=layout,
-    )
