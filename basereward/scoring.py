@@ -36,7 +36,7 @@ import torch
 from basereward.calibration import normalize, sigmoid
 from basereward.collate import COLLATORS, Batch
 from basereward.ensemble import EnsembleScorer, is_ensemble_dir, load_ensemble
-from basereward.template import EncodedSample, Encoder
+from basereward.template import EncodedSample, Encoder, scorer_encoder
 from basereward.types import Sample
 
 if TYPE_CHECKING:
@@ -127,10 +127,7 @@ class RewardScorer:
     ):
         if layout not in COLLATORS:
             raise ValueError(f"layout must be one of {sorted(COLLATORS)}, not {layout!r}")
-        if encoder is None:
-            if processor is None:
-                raise ValueError("RewardScorer needs the checkpoint's processor or a ready encoder")
-            encoder = Encoder(processor, model.model_type, model.pool_token, prompt_cache=prompt_cache)
+        encoder = scorer_encoder(model, processor, encoder, prompt_cache, "RewardScorer")
         self.model = model
         self.encoder = encoder
         self.processor = encoder.processor

@@ -221,3 +221,13 @@ class Encoder:
                     while len(self._prompts) > self.prompt_cache:
                         self._prompts.popitem(last=False)
         return EncodedSample(prompt, [self.response(r) for r in sample.responses], sample.id)
+
+
+def scorer_encoder(model, processor, encoder: Encoder | None, prompt_cache: int, who: str) -> Encoder:
+    """The encoder a scorer (`scoring.RewardScorer`, `GenerativeScorer`) uses: the one given, else one built from
+    the checkpoint's processor for `model`."""
+    if encoder is not None:
+        return encoder
+    if processor is None:
+        raise ValueError(f"{who} needs the checkpoint's processor or a ready encoder")
+    return Encoder(processor, model.model_type, model.pool_token, prompt_cache=prompt_cache)

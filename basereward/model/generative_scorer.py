@@ -12,7 +12,7 @@ import torch
 
 from basereward.collate import COLLATORS
 from basereward.model.generative import COUNTS, GenerativeModel, JudgeFormat
-from basereward.template import EncodedSample, Encoder
+from basereward.template import EncodedSample, Encoder, scorer_encoder
 from basereward.types import Sample
 
 
@@ -77,10 +77,7 @@ class GenerativeScorer:
     ):
         if layout not in COLLATORS:
             raise ValueError(f"layout must be one of {sorted(COLLATORS)}, not {layout!r}")
-        if encoder is None:
-            if processor is None:
-                raise ValueError("GenerativeScorer needs the checkpoint's processor or a ready encoder")
-            encoder = Encoder(processor, model.model_type, model.pool_token, prompt_cache=prompt_cache)
+        encoder = scorer_encoder(model, processor, encoder, prompt_cache, "GenerativeScorer")
         self.model, self.encoder, self.processor = model, encoder, encoder.processor
         self.judge = JudgeFormat(encoder, model.format)
         # r1 only: reasoning tokens generated before each verdict (None: the checkpoint's setting; 0: none)
