@@ -60,6 +60,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "basereward.bench.scale_bench",
         "training pairs/s at 1 and N processes, scaling efficiency",
     ),
+    "bench paradigms": (
+        "basereward.bench.paradigms_bench",
+        "naive vs critic vs generative RM vs ensemble: accuracy and cost, one table + PNG",
+    ),
 }
 
 

@@ -19,7 +19,7 @@ side, a 4-D mask and explicit position ids) fills the same Batch fields plus `po
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -196,3 +196,19 @@ def shared_attention_mask(segments: torch.Tensor) -> torch.Tensor:
 
 
 COLLATORS = {"padded": collate_padded, "shared": collate_shared}
+
+
+def left_padded(batch: Batch) -> Batch:
+    """A right-padded `padded`-layout batch with its padding moved to the left, as generation needs (every row's
+    next token then comes at the last column). Vision tensors and the reward bookkeeping are unchanged; the scored
+    column becomes the last."""
+    lengths = batch.attention_mask.sum(1)
+    width = batch.input_ids.shape[1]
+    # column j of row r takes the row's column j - (width - length): the real tokens end at the last column
+    src = (torch.arange(width)[None] - (width - lengths)[:, None]) % width
+    moved = {
+        name: getattr(batch, name).gather(1, src)
+        for name in ("input_ids", "attention_mask", "mm_token_type_ids")
+        if getattr(batch, name) is not None
+    }
+    return replace(batch, **moved, score_cols=torch.full_like(batch.score_cols, width - 1))

@@ -27,6 +27,7 @@ from typing import Any
 from basereward.types import DataError
 
 ACTIVATION_NAMES = ("none", "tanh", "silu", "relu")
+PARADIGMS = ("naive", "critic", "generative")  # reward-model paradigms (docs/recipe.md §4)
 GENERATIVE_FORMATS = ("seed", "r1")  # the generative judge's answer formats (basereward/model/generative.py)
 
 # Field metadata: a loaded config must set this key (non-empty), though code may build a partial config without
@@ -141,6 +142,21 @@ class GenerativeArgs:
 
 
 @dataclass(frozen=True)
+class CriticArgs:
+    # weight of the critique cross-entropy beside the Bradley-Terry loss on the head (MM-RLHF-Reward's two losses)
+    sft_weight: float = 1.0
+    # inference: the critique is generated greedily, at most this many tokens (it stops at the turn's end).
+    # Saved in basereward.json, where score/eval/serve read it; training reads the data's critiques whole
+    max_critique_tokens: int = 128
+
+    def __post_init__(self):
+        if self.sft_weight < 0:
+            raise ValueError(f"critic.sft_weight must be >= 0, got {self.sft_weight}")
+        if self.max_critique_tokens < 1:
+            raise ValueError(f"critic.max_critique_tokens must be >= 1, got {self.max_critique_tokens}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = "runs/rm"  # checkpoints/, final/, metrics.jsonl, tb/ go here
     seed: int = 0  # head init, data order
@@ -151,10 +167,12 @@ class TrainConfig:
     # used when launched on several processes
     distributed: DistributedArgs = field(default_factory=DistributedArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)  # rank 0 = full fine-tune
-    # naive: scalar head + Bradley-Terry (the paper's choice); generative: the LM itself names the better of two
-    # responses (basereward/model/generative.py)
+    # naive: scalar head + Bradley-Terry (the paper's choice); critic: the LM writes a critique of the response,
+    # then the head scores response + critique (basereward/model/critic.py); generative: the LM itself names the
+    # better of two responses (basereward/model/generative.py)
     paradigm: str = "naive"
     generative: GenerativeArgs = field(default_factory=GenerativeArgs)  # used by paradigm generative only
+    critic: CriticArgs = field(default_factory=CriticArgs)  # used by paradigm critic only
     batch_size: int = 128  # pairs per optimizer step (global) = micro_batch_size x accumulation x world size
     micro_batch_size: int = 4  # pairs per forward/backward
     epochs: float = 1.0  # passes over the training data (fractional allowed)
@@ -187,7 +205,7 @@ class TrainConfig:
                 f"({self.micro_batch_size})"
             )
         checks = {
-            "paradigm": ("naive", "generative"),
+            "paradigm": PARADIGMS,
             "precision": ("fp32", "bf16", "bf16-pure"),
             "layout": ("shared", "padded"),
             "nonfinite": ("skip", "stop"),
@@ -207,26 +225,32 @@ class TrainConfig:
             )
         if self.data.on_error not in ("fail", "skip"):
             raise ValueError(f"data.on_error must be fail or skip, got {self.data.on_error!r}")
-        if self.paradigm == "generative":
-            self._check_generative()
+        if self.paradigm != "naive":
+            self._check_paradigm()
 
-    def _check_generative(self) -> None:
-        """What the generative paradigm does not have: a reward head, the Bradley-Terry loss options, LoRA (not
-        wired for the LM head yet) and FSDP (its wrapping names the reward head)."""
-        unused = [
-            name
-            for name, value, default in (
+    def _check_paradigm(self) -> None:
+        """What the critic and generative paradigms do not have: LoRA (not wired for the LM head yet) and FSDP
+        (generation and the LM head are not sharded yet); the generative judge also has no reward head and no
+        Bradley-Terry loss options."""
+        refused = [
+            ("lora.rank", self.lora.rank, 0),
+            ("distributed.strategy", self.distributed.strategy, "ddp"),
+        ]
+        if self.paradigm == "generative":
+            refused = [
                 ("model.head", self.model.head, HeadConfig()),
                 ("loss", self.loss, LossArgs()),
-                ("lora.rank", self.lora.rank, 0),
-                ("distributed.strategy", self.distributed.strategy, "ddp"),
-            )
-            if value != default
-        ]
+                *refused,
+            ]
+        unused = [name for name, value, default in refused if value != default]
         if unused:
+            why = (
+                "no reward head, the loss is the cross-entropy of the answer tokens, no LoRA or FSDP yet"
+                if self.paradigm == "generative"
+                else "no LoRA or FSDP yet"
+            )
             raise ValueError(
-                f"paradigm generative does not take {', '.join(unused)} (no reward head, the loss is the "
-                "cross-entropy of the answer tokens, no LoRA or FSDP yet); leave them at their defaults"
+                f"paradigm {self.paradigm} does not take {', '.join(unused)} ({why}); leave them at their defaults"
             )
 
     def grad_accum(self, world_size: int = 1) -> int:

@@ -11,7 +11,6 @@ prompt; 150 held-out codes, see basereward/data/synthetic.py).
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from pathlib import Path
 
@@ -45,21 +44,6 @@ def demo_config(out: Path, steps: int) -> TrainConfig:
     )
 
 
-def blank_copy(pair):
-    """The same pair with every image replaced by a blank (mid-grey) image of the same size."""
-    from PIL import Image
-
-    from basereward.types import ImageRef
-
-    blanks = []
-    for ref in pair.images:
-        size = ref.load().size
-        buf = io.BytesIO()
-        Image.new("RGB", size, (128, 128, 128)).save(buf, format="PNG")
-        blanks.append(ImageRef(data=buf.getvalue(), where=ref.where))
-    return dataclasses.replace(pair, images=blanks)
-
-
 def accuracy_by_kind(scorer, pairs) -> dict[str, float]:
     from basereward.scoring import score_pairs
 
@@ -88,7 +72,7 @@ def main(
     out: Path, steps: int, seed: int = 0, train_pairs: int = TRAIN_PAIRS, eval_pairs: int = EVAL_PAIRS
 ) -> dict:
     from basereward.data.io import read_pairs
-    from basereward.data.synthetic import synthesize
+    from basereward.data.synthetic import blank_copy, synthesize
     from basereward.scoring import load_scorer
     from basereward.tiny import init_tiny
     from basereward.train import main as train_main

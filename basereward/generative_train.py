@@ -1,7 +1,6 @@
-"""The generative paradigm's pieces of `basereward train` (train.py dispatches on `paradigm`; the optimizer,
-schedule, step batching, checkpoints, logging and the final write are the naive run's own):
+"""The generative paradigm's pieces of `basereward train` (train.py dispatches on `paradigm`; the model is built by
+`model.build`; the optimizer, schedule, step order, checkpoints, logging and the final write are the naive run's):
 
-    build_generative(cfg)  the judge model to train (ForConditionalGeneration, LM head included) + its processor
     JudgeSteps             StepBatches whose items are judge calls: each pair shown once, its chosen response at
                            position `chosen_position(seed, pair id)` (1 or 2), with the answer to learn
     write_order            the position of every training pair's chosen response, recorded in the output dir
@@ -21,39 +20,12 @@ from pathlib import Path
 import torch
 
 from basereward.config import TrainConfig
-from basereward.model.backbone import vision_modules
-from basereward.model.generative import GenerativeModel, JudgeFormat, chosen_position, collate_judges
+from basereward.model.generative import JudgeFormat, chosen_position, collate_judges
 from basereward.step_batches import StepBatches
 from basereward.template import Encoder
 from basereward.types import DataError, Sample
 
 ORDER_FILE = "judge_order.jsonl"
-
-
-def build_generative(cfg: TrainConfig) -> tuple[GenerativeModel, object]:
-    """(model, processor): the pretrained LM as a judge, with the vision tower and merger frozen as configured (the
-    same rule as the naive `model.build`)."""
-    from basereward.model.processor import load_processor, set_pixel_bounds
-
-    model = GenerativeModel.from_backbone(
-        cfg.model.backbone,
-        cfg.generative.format,
-        order_seed=cfg.seed,
-        attn_implementation=cfg.model.attn_implementation,
-    )
-    model.think_tokens = (
-        cfg.generative.think_tokens
-    )  # for inference only: training spells each think block out
-    processor = load_processor(cfg.model.backbone, model.model_type)
-    if cfg.model.max_pixels or cfg.model.min_pixels:
-        set_pixel_bounds(processor, cfg.model.max_pixels, cfg.model.min_pixels)
-    vision, aligner = vision_modules(model.backbone)
-    if cfg.freeze_vision and vision is not None:
-        for name, p in vision.named_parameters():
-            p.requires_grad_(name.startswith("merger.") and not cfg.freeze_aligner)
-    if cfg.freeze_aligner and aligner is not None:
-        aligner.requires_grad_(False)
-    return model, processor
 
 
 def pair_key(pair, index: int) -> str:
@@ -93,32 +65,15 @@ class JudgeSteps(StepBatches):
         super().__init__(*args, **kw)
         self.judge, self.order_seed = judge, order_seed
 
-    def __getitem__(self, step: int):
-        idx = self.indices(step)
-        slots, dropped = [], {"too_long": 0, "bad_record": 0, "tie": 0}
-        for start in range(0, len(idx), self.micro):
-            examples = []
-            for i in idx[start : start + self.micro]:
-                try:
-                    pair = self.pairs[i]
-                    if self.drop_ties and pair.meta.get("tie"):
-                        dropped["tie"] += 1
-                        continue
-                    at = chosen_position(self.order_seed, pair_key(pair, i))
-                    example = self.judge.example(self.judge.encode(pair.as_sample()), at, reasoning_of(pair))
-                except DataError:
-                    if self.on_error == "fail":
-                        raise
-                    dropped["bad_record"] += 1
-                    continue
-                enc, n_answer, verdict_at = example
-                if self.max_length and len(enc.prompt.input_ids) + len(enc.responses[0]) > self.max_length:
-                    dropped["too_long"] += 1
-                    continue
-                examples.append((enc, n_answer, verdict_at, at - 1))
-            batch = collate_judges(examples, self.judge, self.collate) if examples else None
-            slots.append((batch, torch.zeros(len(examples))) if examples else None)
-        return slots, dropped
+    def example(self, pair, index: int):
+        at = chosen_position(self.order_seed, pair_key(pair, index))
+        enc, n_answer, verdict_at = self.judge.example(
+            self.judge.encode(pair.as_sample()), at, reasoning_of(pair)
+        )
+        return (enc, n_answer, verdict_at, at - 1), len(enc.prompt.input_ids) + len(enc.responses[0])
+
+    def collate_examples(self, examples):
+        return collate_judges(examples, self.judge, self.collate), torch.zeros(len(examples))
 
 
 def judge_step_args(encoder: Encoder, cfg: TrainConfig) -> dict:

@@ -53,3 +53,10 @@ def pair_loss(
         parts["loss_zero_mean"] = float(zm.detach())
         loss = loss + zm
     return loss, parts
+
+
+def pair_sums(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> list[float]:
+    """A micro-batch's row of a training step's sums, for logging (no gradient): plain Bradley-Terry loss x n,
+    pairs ranked right (a tie is wrong), margin x n, n."""
+    c, r = r_chosen.detach().double().cpu(), r_rejected.detach().double().cpu()
+    return [float(bradley_terry(c, r)) * len(c), float((c > r).sum()), float((c - r).sum()), len(c)]

@@ -18,89 +18,35 @@ Every reward-model paradigm answers two questions, and callers ask only these:
 
 A scalar scorer (a RewardScorer, an ensemble, eval's length baseline, the server's HTTP client) gets `compare` for
 free from its rewards (`compare`: Bradley-Terry, sigmoid(r0 - r1)); a scorer with a `compare` method of its own
-(the generative judge, `GenerativeScorer` in basereward/model/generative.py) answers it itself. `load_scorer` gives
-a RewardScorer for a checkpoint directory, a GenerativeScorer for one whose basereward.json says
-`"paradigm": "generative"`, and an `EnsembleScorer` (basereward/ensemble.py) for an ensemble directory, so every
-verb taking `--model` takes all three.
+(the generative judge, `GenerativeScorer` in basereward/model/generative_scorer.py) answers it itself. `load_scorer`
+gives a RewardScorer for a checkpoint directory, a CriticScorer (basereward/model/critic_scorer.py: critique
+generated, then scored through `score_encoded`) or a GenerativeScorer for one whose basereward.json says
+`"paradigm": "critic"` or `"generative"`, and an `EnsembleScorer` (basereward/ensemble.py) for an ensemble
+directory, so every verb taking `--model` takes all four.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from basereward.calibration import normalize, sigmoid
-from basereward.collate import COLLATORS, Batch
+from basereward.collate import COLLATORS
 from basereward.ensemble import EnsembleScorer, is_ensemble_dir, load_ensemble
+from basereward.model.rewards import batch_rewards, model_device, row_chunks, score_encoded  # noqa: F401 (the path)
 from basereward.template import EncodedSample, Encoder, scorer_encoder
 from basereward.types import Sample
 
 if TYPE_CHECKING:
+    from basereward.model.critic_scorer import CriticScorer
     from basereward.model.generative_scorer import GenerativeScorer
 
 # Anything that maps samples to [[reward per response] per sample]: a RewardScorer, an EnsembleScorer, the
 # server's HTTP client, or eval's length baseline.
 Scorer = Callable[[Sequence[Sample]], list[list[float]]]
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def row_chunks(encoded: Iterable[EncodedSample], max_rows: int) -> Iterator[list[EncodedSample]]:
-    """Consecutive encodings grouped into forwards of at most `max_rows` responses (rows of the padded layout).
-    A sample with more responses than that runs alone: splitting it would encode its prompt twice."""
-    chunk: list[EncodedSample] = []
-    rows = 0
-    for enc in encoded:
-        if chunk and rows + len(enc.responses) > max_rows:
-            yield chunk
-            chunk, rows = [], 0
-        chunk.append(enc)
-        rows += len(enc.responses)
-    if chunk:
-        yield chunk
-
-
-@torch.inference_mode()
-def batch_rewards(model, batch: Batch, autocast_dtype: torch.dtype | None = None) -> list[list[float]]:
-    """One collated batch through the model (under autocast when a dtype is given); rewards grouped per sample,
-    responses in order."""
-    device = model_device(model)
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-    with autocast:
-        rewards = model(batch.to(device)).float().cpu().tolist()
-    out: list[list[float]] = [[] for _ in range(int(batch.sample_index.max()) + 1)]
-    for r, si in zip(rewards, batch.sample_index.tolist()):
-        out[si].append(r)
-    return out
-
-
-def score_encoded(
-    model,
-    encoded: Iterable[EncodedSample],
-    pad_id: int,
-    *,
-    max_rows: int = 16,
-    layout: str = "shared",
-    autocast_dtype: torch.dtype | None = None,
-) -> list[list[float]]:
-    """The last three stages (chunk, collate, forward) for a caller that holds encodings and a model but no
-    processor (the benchmarks); `RewardScorer.score_encoded` is this with the scorer's settings."""
-    collate = COLLATORS[layout]
-    return [
-        r
-        for chunk in row_chunks(encoded, max(1, max_rows))
-        for r in batch_rewards(model, collate(chunk, pad_id), autocast_dtype)
-    ]
 
 
 class RewardScorer:
@@ -228,23 +174,29 @@ def load_scorer(
     dtype: str = "auto",
     progress: bool = True,
     layout: str = "shared",
-) -> RewardScorer | EnsembleScorer | GenerativeScorer:
-    """Load a checkpoint directory as a `RewardScorer` (or a `GenerativeScorer` when its basereward.json's
-    "paradigm" is "generative"; naive when absent), or an ensemble directory (`basereward ensemble`) as an
+) -> RewardScorer | EnsembleScorer | CriticScorer | GenerativeScorer:
+    """Load a checkpoint directory as a `RewardScorer` (a `CriticScorer` / `GenerativeScorer` when its
+    basereward.json's "paradigm" is "critic" / "generative"; naive when absent), or an ensemble directory (`basereward ensemble`) as an
     `EnsembleScorer` whose members are loaded here with the same settings. dtype: auto (bf16 autocast on CUDA,
     fp32 on CPU) | fp32 | bf16."""
     settings = dict(device=device, batch_size=batch_size, dtype=dtype, progress=progress, layout=layout)
     if is_ensemble_dir(model_dir):
         return load_ensemble(model_dir, lambda member: load_scorer(member, **settings))
+    from basereward.model.critic import load_critic
+    from basereward.model.critic_scorer import CriticScorer
     from basereward.model.generative import load_generative, paradigm_of
     from basereward.model.generative_scorer import GenerativeScorer
     from basereward.model.reward_model import load_reward_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     use_bf16 = dtype == "bf16" or (dtype == "auto" and device.startswith("cuda"))
-    generative = paradigm_of(model_dir) == "generative"
-    model, processor = (load_generative if generative else load_reward_model)(model_dir, device=device)
-    return (GenerativeScorer if generative else RewardScorer)(
+    load, scorer = {
+        "naive": (load_reward_model, RewardScorer),
+        "critic": (load_critic, CriticScorer),
+        "generative": (load_generative, GenerativeScorer),
+    }[paradigm_of(model_dir)]
+    model, processor = load(model_dir, device=device)
+    return scorer(
         model,
         processor,
         batch_size=batch_size,

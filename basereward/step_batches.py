@@ -3,6 +3,9 @@ resumed run, on any number of ranks, continues the same global sequence of batch
 
     StepBatches(pairs, encoder, batch_size=8, micro_batch_size=2, seed=0, ..., rank=r, world_size=2)[step]
         -> ([(Batch, margins) or None per micro-batch slot], {"too_long": n, "bad_record": n, "tie": n})
+
+Also the naive paradigm's loss of a micro-batch (`naive_sums`) and its zero-weight filler; the other paradigms
+subclass StepBatches (basereward/critic_train.py, basereward/generative_train.py).
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import torch
 
 from basereward.collate import COLLATORS, Batch
+from basereward.config import TrainConfig
+from basereward.losses import pair_loss, pair_sums
 from basereward.template import Encoder
-from basereward.types import DataError
+from basereward.types import DataError, Sample
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -64,33 +69,62 @@ class StepBatches(torch.utils.data.Dataset):
         share = self.batch_size // self.world_size
         return self.global_indices(step)[self.rank * share : (self.rank + 1) * share]
 
-    def __getitem__(self, step: int) -> tuple[list[tuple[Batch, torch.Tensor] | None], dict[str, int]]:
+    def __getitem__(self, step: int) -> tuple[list[tuple[object, torch.Tensor] | None], dict[str, int]]:
         """([(micro-batch, pair margins) or None per slot], {reason: pairs dropped})."""
         idx = self.indices(step)
         slots, dropped = [], {"too_long": 0, "bad_record": 0, "tie": 0}
         for start in range(0, len(idx), self.micro):
-            encoded, margins = [], []
+            examples = []
             for i in idx[start : start + self.micro]:
                 try:
                     pair = self.pairs[i]
                     if self.drop_ties and pair.meta.get("tie"):
                         dropped["tie"] += 1
                         continue
-                    enc = self.encoder.encode(pair.as_sample())
+                    example, length = self.example(pair, i)
                 except DataError:
                     if self.on_error == "fail":
                         raise
                     dropped["bad_record"] += 1
                     continue
-                if (
-                    self.max_length
-                    and len(enc.prompt.input_ids) + max(map(len, enc.responses)) > self.max_length
-                ):
+                if self.max_length and length > self.max_length:
                     dropped["too_long"] += 1
                     continue
-                encoded.append(enc)
-                margins.append(float(pair.margin or 0.0))
-            slots.append(
-                (self.collate(encoded, self.encoder.pad_id), torch.tensor(margins)) if encoded else None
-            )
+                examples.append(example)
+            slots.append(self.collate_examples(examples) if examples else None)
         return slots, dropped
+
+    # What a paradigm changes (basereward/generative_train.py, basereward/critic_train.py): how a pair becomes a
+    # training example, and how examples become a micro-batch.
+
+    def example(self, pair, index: int) -> tuple[object, int]:
+        """(the pair's training example, its longest row in tokens); a DataError for a bad record."""
+        enc = self.encoder.encode(pair.as_sample())
+        return (enc, float(pair.margin or 0.0)), len(enc.prompt.input_ids) + max(map(len, enc.responses))
+
+    def collate_examples(self, examples: list) -> tuple[object, torch.Tensor]:
+        """(micro-batch, pair margins)."""
+        batch = self.collate([enc for enc, _ in examples], self.encoder.pad_id)
+        return batch, torch.tensor([m for _, m in examples])
+
+
+def naive_sums(rewards: torch.Tensor, mb: Batch, margins: torch.Tensor, cfg: TrainConfig):
+    """The naive loss of a micro-batch's rewards (pairs as [chosen, rejected]): (loss, its row of the step sums,
+    the loss parts to log)."""
+    r_c, r_r = rewards[0::2], rewards[1::2]
+    lengths = mb.response_lengths if cfg.loss.length_norm else None
+    loss, parts = pair_loss(
+        r_c,
+        r_r,
+        margin=margins.to(rewards.device) if cfg.loss.use_margin else None,
+        center_coef=cfg.loss.center_coef,
+        len_chosen=lengths[0::2] if lengths is not None else None,
+        len_rejected=lengths[1::2] if lengths is not None else None,
+    )
+    return loss, pair_sums(r_c, r_r), parts
+
+
+def naive_filler(encoder: Encoder, cfg: TrainConfig) -> Batch:
+    """A minimal pair, for a rank whose micro-batch slot is empty (run with zero weight)."""
+    tiny = encoder.encode(Sample([{"role": "user", "content": "."}], [".", "."]))
+    return COLLATORS[cfg.layout]([tiny], encoder.pad_id)

@@ -15,8 +15,9 @@ batches does not depend on the number of ranks, and `resume=auto` continues it e
 The step's loss is the mean over the pairs actually used in the whole step (pairs dropped for length or bad
 records are not counted), summed over micro-batches and ranks. A step whose loss (on any rank) or gradient norm is
 NaN/Inf is skipped by every rank, or stops the run (`nonfinite`); non-finite weights are never saved.
-`paradigm: generative` trains the LM itself as a pairwise judge through the same loop (basereward/generative_train.py
-holds its model, steps and loss).
+`paradigm: critic` (the LM writes a critique, a head scores response + critique) and `paradigm: generative` (the LM
+itself names the better response) train through the same loop: `PARADIGMS` names what each changes (its examples,
+its loss, its scorer), basereward/critic_train.py and basereward/generative_train.py hold them.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from basereward import distributed
+from basereward import critic_train, distributed, generative_train
 from basereward.checkpoint import (
     assert_finite,
     clean_partial,
@@ -41,23 +43,53 @@ from basereward.checkpoint import (
     seed_step,
     write_final,
 )
-from basereward.collate import COLLATORS, Batch
+from basereward.collate import Batch
 from basereward.config import TrainConfig, load_config, to_dict
 from basereward.faults import fault_point, poisoned
-from basereward.generative_train import JudgeSteps, build_generative, judge_step_args, judge_sums, write_order
-from basereward.generative_train import filler as judge_filler
-from basereward.losses import pair_loss
+from basereward.generative_train import write_order
 from basereward.metrics_log import MetricsLogger
 from basereward.model.backbone import enable_activation_checkpointing
 from basereward.model.build import build_model
+from basereward.model.critic_scorer import CriticScorer
 from basereward.model.generative_scorer import GenerativeScorer
-from basereward.model.reward_model import RewardModel
 from basereward.optim import lr_lambda, param_groups
 from basereward.scoring import RewardScorer, pair_stats, score_pairs
 from basereward.sharding import full_state_dict, inner, wrap
-from basereward.step_batches import StepBatches
+from basereward.step_batches import StepBatches, naive_filler, naive_sums
 from basereward.template import Encoder
-from basereward.types import DataError, Sample
+from basereward.types import DataError
+
+
+@dataclass(frozen=True)
+class Paradigm:
+    """What a paradigm changes in the loop: its micro-batches (a StepBatches class and its extra arguments), the
+    zero-weight micro-batch of a rank with an empty slot, the loss (`sums(model output, micro-batch, margins,
+    cfg) -> (loss, row of the step sums, parts to log)`), and the scorer that validates it."""
+
+    steps: type
+    step_args: Callable[[Encoder, TrainConfig], dict]
+    filler: Callable[[Encoder, TrainConfig], object]
+    sums: Callable
+    scorer: type
+
+
+PARADIGMS = {
+    "naive": Paradigm(StepBatches, lambda encoder, cfg: {}, naive_filler, naive_sums, RewardScorer),
+    "critic": Paradigm(
+        critic_train.CriticSteps,
+        critic_train.critic_step_args,
+        critic_train.filler,
+        critic_train.critic_sums,
+        CriticScorer,
+    ),
+    "generative": Paradigm(
+        generative_train.JudgeSteps,
+        generative_train.judge_step_args,
+        generative_train.filler,
+        lambda out, mb, margins, cfg: (*generative_train.judge_sums(out), {}),
+        GenerativeScorer,
+    ),
+}
 
 
 def load_pairs(path: str | None, on_error: str, drop_ties: bool, what: str, lazy: bool = False):
@@ -89,7 +121,7 @@ def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) 
     runner = inner(engine)  # DDP: the plain module (no collectives); FSDP: the sharded root itself
     runner.eval()
     n = min(cfg.max_eval_pairs or len(pairs), len(pairs))
-    scorer = (GenerativeScorer if cfg.paradigm == "generative" else RewardScorer)(
+    scorer = PARADIGMS[cfg.paradigm].scorer(
         runner,
         encoder=encoder,
         batch_size=cfg.eval_batch_size,
@@ -104,8 +136,13 @@ def evaluate(engine, encoder: Encoder, pairs, cfg: TrainConfig, autocast_dtype) 
         progress=False,
     )
     runner.train()
-    # a judge's order agreement and ties, summed over ranks (a collective: every rank asks)
-    judged = scorer.judge_stats(across_ranks=True) if cfg.paradigm == "generative" else {}
+    # a judge's order agreement and ties, a critic's generated tokens, summed over ranks (a collective: every rank
+    # asks)
+    judged = {}
+    if cfg.paradigm == "generative":
+        judged = scorer.judge_stats(across_ranks=True)
+    elif cfg.paradigm == "critic":
+        judged = {"critic": scorer.critic_stats(across_ranks=True)}
     stats = pair_stats([c for c, _ in rewards], [r for _, r in rewards]) if rewards is not None else None
     stats = {**stats, **judged} if stats is not None else None
     return distributed.broadcast_object(stats)
@@ -118,7 +155,7 @@ class Run:
     cfg: TrainConfig
     info: distributed.DistInfo
     out: Path
-    model: RewardModel  # the reward model (sharded in place under FSDP); optimizer and checkpoints take it
+    model: torch.nn.Module  # RewardModel, CriticModel or GenerativeModel (sharded in place under FSDP)
     engine: torch.nn.Module  # what forward/backward run through: the model, or its DDP wrapper
     processor: object
     encoder: Encoder
@@ -162,9 +199,9 @@ def setup(cfg: TrainConfig) -> Run:
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_pairs) / cfg.batch_size))
 
     # --- model: a new head on the pretrained backbone (a resumed run loads its weights below), or the judge LM
-    generative = cfg.paradigm == "generative"
-    model, processor = (build_generative if generative else build_model)(cfg)
-    if generative and info.is_main:
+    paradigm = PARADIGMS[cfg.paradigm]
+    model, processor = build_model(cfg)
+    if cfg.paradigm == "generative" and info.is_main:
         model.order = write_order(out, train_pairs, cfg.seed)
     encoder = Encoder(processor, model.model_type, model.pool_token)
     if cfg.gradient_checkpointing:
@@ -217,7 +254,7 @@ def setup(cfg: TrainConfig) -> Run:
                 flush=True,
             )
 
-    steps = (JudgeSteps if generative else StepBatches)(
+    steps = paradigm.steps(
         train_pairs,
         encoder,
         cfg.batch_size,
@@ -229,14 +266,9 @@ def setup(cfg: TrainConfig) -> Run:
         rank=info.rank,
         world_size=info.world_size,
         on_error=cfg.data.on_error,
-        **(judge_step_args(encoder, cfg) if generative else {}),
+        **paradigm.step_args(encoder, cfg),
     )
-    filler = None
-    if info.enabled and generative:
-        filler = judge_filler(encoder, cfg)
-    elif info.enabled:
-        tiny = encoder.encode(Sample([{"role": "user", "content": "."}], [".", "."]))
-        filler = COLLATORS[cfg.layout]([tiny], encoder.pad_id)
+    filler = paradigm.filler(encoder, cfg) if info.enabled else None
     return Run(
         cfg,
         info,
@@ -296,26 +328,9 @@ def train_step(run: Run, slots: list, drops: dict[str, int], step: int) -> dict:
                 ):
                     rewards = engine(mb)
                 fault_point("forward", step, info.rank)
-                if cfg.paradigm == "generative":  # "rewards": (answer cross-entropy, verdict margin) per pair
-                    loss, row = judge_sums(rewards)
-                else:
-                    r_c, r_r = rewards[0::2], rewards[1::2]
-                    lengths = mb.response_lengths if cfg.loss.length_norm else None
-                    loss, parts = pair_loss(
-                        r_c,
-                        r_r,
-                        margin=margins.to(info.device) if cfg.loss.use_margin else None,
-                        center_coef=cfg.loss.center_coef,
-                        len_chosen=lengths[0::2] if lengths is not None else None,
-                        len_rejected=lengths[1::2] if lengths is not None else None,
-                    )
-                    c, r = r_c.detach().float().cpu(), r_r.detach().float().cpu()
-                    row = [
-                        float(pair_loss(c, r)[0]) * len(c),
-                        float((c > r).sum()),
-                        float((c - r).sum()),
-                        len(c),
-                    ]
+                # the model's output: rewards (naive), [reward, critique cross-entropy] (critic) or [answer
+                # cross-entropy, verdict margin] (generative) per response or judge call
+                loss, row, parts = PARADIGMS[cfg.paradigm].sums(rewards, mb, margins, cfg)
                 if poisoned(step, info.rank):
                     loss = loss * float("nan")
                 # ranks' gradients are averaged by DDP/FSDP: x world size turns that average into the sum

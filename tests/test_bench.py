@@ -287,3 +287,50 @@ def test_full_bench_train_shared_layout_beats_naive(tmp_path):
         < out["train_predicted_vs_naive"]
         == pytest.approx(variants["B0"]["flops_per_step"] / variants["T4"]["flops_per_step"], rel=1e-12)
     )
+
+
+def test_bench_paradigms_trains_and_measures_every_paradigm(tmp_path):
+    """`bench paradigms` at the test size with a few steps (a smoke run, not a result): every paradigm trains and
+    is measured, the counts are what each paradigm's scoring does (one backbone forward per naive pair, one per
+    member for the ensemble, both answer orders of a generative pair in one forward, the critic's generated
+    tokens on top), the report files are written, and a rerun reuses the finished runs."""
+    from basereward.bench import paradigms_bench
+
+    def args(*extra):
+        p = argparse.ArgumentParser()
+        paradigms_bench.add_args(p)
+        return p.parse_args(
+            ["--size", "test", "--pairs", "32", "--eval-pairs", "8", "--steps", "2", "--batch-size", "4"]
+            + ["--critique-tokens", "8", "--cost-pairs", "2", "--workdir", str(tmp_path), *extra]
+        )
+
+    out = paradigms_bench.run(args())
+    json.dumps(out)  # the CLI prints it as the last line
+    for name in paradigms_bench.PARADIGMS:
+        r = out[name]
+        assert "error" not in r, (name, r.get("error"))
+        for key in ("accuracy", "train_seconds", "score_seconds_per_pair", "generated_tokens_per_pair"):
+            assert r[key] is not None, (name, key)
+        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["blank_accuracy"] <= 1.0, name
+        assert 0 <= r["ties"] <= r["test_pairs"] == 8, name
+        assert r["train_seconds"] > 0 and r["score_seconds_per_pair"] > 0, name
+    naive, ens, gen, critic = (out[k] for k in ("naive", "ensemble", "generative", "critic"))
+    assert naive["forwards_per_pair"] == 1.0 and ens["forwards_per_pair"] == 3 * naive["forwards_per_pair"]
+    assert naive["generated_tokens_per_pair"] == 0 and ens["generated_tokens_per_pair"] == 0
+    assert gen["forwards_per_pair"] == 1.0 and gen["judge_calls_per_pair"] == 2.0  # both orders, one forward
+    assert gen["generated_tokens_per_pair"] == 0  # seed format: the verdict is read, not generated
+    # the critic writes a critique of each response (at most --critique-tokens each) before its head scores
+    assert 0 < critic["generated_tokens_per_pair"] <= 2 * 8
+    assert critic["forwards_per_pair"] > naive["forwards_per_pair"]
+    assert ens["train_seconds"] > naive["train_seconds"]  # three naive runs, the first of them the naive one
+    assert len(ens["member_accuracy"]) == 3 and ens["member_accuracy"][0] == naive["accuracy"]
+    report = tmp_path / "report"
+    assert (report / "paradigms.png").stat().st_size > 0
+    table = (report / "table.md").read_text()
+    assert all(f"| {name} |" in table for name in paradigms_bench.PARADIGMS)
+    assert "ensemble members alone (seeds 0, 1, 2)" in table
+    assert json.loads((report / "paradigms.json").read_text())["naive"] == out["naive"]
+    again = paradigms_bench.run(args("--paradigms", "naive"))
+    assert set(again) & set(paradigms_bench.PARADIGMS) == {"naive"}
+    assert again["naive"]["train_seconds"] == naive["train_seconds"]  # reused, not retrained
+    assert again["naive"]["accuracy"] == naive["accuracy"]

@@ -300,7 +300,7 @@ def test_config_fields_and_their_checks():
     assert cfg.paradigm == "generative" and cfg.generative == GenerativeArgs("r1", 64)
     assert load_config(None, required).paradigm == "naive"  # the default, unchanged
     for bad, message in [
-        (["paradigm=critic"], "paradigm must be one of"),
+        (["paradigm=critique"], "paradigm must be one of"),
         (["paradigm=generative", "generative.format=long"], "generative.format must be one of"),
         (["paradigm=generative", "generative.think_tokens=8"], "0 unless format is r1"),
         (
@@ -332,9 +332,9 @@ def test_save_then_load_scorer_gives_the_same_probabilities(model, processor, ba
 
     with pytest.raises(DataError, match="'generative' reward model.*load_scorer"):
         load_reward_model(tmp_path / "gen")
-    meta["paradigm"] = "critic"
+    meta["paradigm"] = "judge"
     (tmp_path / "gen" / "basereward.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="field paradigm 'critic'"):
+    with pytest.raises(DataError, match="field paradigm 'judge'"):
         load_scorer(tmp_path / "gen")
 
 

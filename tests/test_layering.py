@@ -34,7 +34,11 @@ LAYERS = {
     "basereward.tiny": 3,
     "basereward.model.generative": 3,  # the generative judge: LM + head, prompt format, loss, its checkpoint
     "basereward.model.generative_scorer": 3,  # GenerativeScorer: judge calls in both orders, R1-Reward's rule
-    "basereward.generative_train": 3,  # the generative paradigm's training pieces (steps, order record, loss sums)
+    "basereward.generative_train": 3,
+    "basereward.model.critic": 3,  # the critic RM: LM + reward head, the critique exchange, its checkpoint
+    "basereward.model.critic_scorer": 3,  # CriticScorer: critiques generated (greedy, batched), then scored
+    "basereward.model.rewards": 3,  # chunk -> collate -> forward of a reward-head model (the scoring path's end)
+    "basereward.critic_train": 3,  # the critic paradigm's training pieces (steps with critiques, loss sums)  # the generative paradigm's training pieces (steps, order record, loss sums)
     "basereward.scoring": 4,
     "basereward.ensemble": 4,  # EnsembleScorer and ensemble.json; scoring's load_scorer dispatches to it
     "basereward.eval": 5,

@@ -311,3 +311,19 @@ def run(args) -> dict:
     counts = call_with_flags(synthesize, args, out_dir=args.out, kinds=kinds)
     out = Path(args.out)
     return {"out": str(out), "splits": {s: str(out / f"{s}.jsonl") for s in counts}, "counts": counts}
+
+
+def blank_copy(pair: PreferencePair) -> PreferencePair:
+    """The same pair with every image replaced by a blank (mid-grey) image of the same size: the control that shows
+    whether a model reads the image (accuracy near 0.5 if it does; the demo and `bench paradigms` report it)."""
+    import dataclasses
+    import io
+
+    from PIL import Image
+
+    blanks = []
+    for ref in pair.images:
+        buf = io.BytesIO()
+        Image.new("RGB", ref.load().size, (128, 128, 128)).save(buf, format="PNG")
+        blanks.append(ImageRef(data=buf.getvalue(), where=ref.where))
+    return dataclasses.replace(pair, images=blanks)

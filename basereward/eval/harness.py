@@ -161,14 +161,14 @@ def evaluate(
     # pairs that share a prompt are scored as one sample of its distinct responses (merge_pairs: RM-Bench's 9
     # pairs per prompt are 6 responses), so a batch is `batch_size` prompts
     samples, where = merge_pairs(pairs)
-    counting = hasattr(scorer, "judge_stats")  # a generative judge counts its calls, order agreement and ties
-    before = scorer.judge_stats() if counting else None
+    # a generative judge counts its calls, order agreement and ties; a critic its critiques and generated tokens
+    kind = next((k for k in ("judge", "critic") if hasattr(scorer, f"{k}_stats")), None)
+    counter = getattr(scorer, f"{kind}_stats") if kind else None
+    before = counter() if counter else None
     rewards, seconds = score_sharded(
         samples, scorer, batch_size, desc=f"{benchmark} [{label}]", noun="prompt"
     )
-    judge = (
-        scorer.judge_stats(across_ranks=True, since=before) if counting else None
-    )  # a collective: every rank
+    work = {kind: counter(across_ranks=True, since=before)} if counter else {}  # a collective: every rank
     if rewards is None:
         return None
     pref, rej = map(list, zip(*pair_rewards(rewards, where)))
@@ -203,7 +203,8 @@ def evaluate(
         "limit": limit,
         "category_map": map_note,
         "tie_policy": ties,
-        "judge": judge,
+        "judge": work.get("judge"),
+        "critic": work.get("critic"),
         "timing": {
             "seconds": seconds,
             "pairs_per_s": len(pairs) / seconds if seconds > 0 else None,
@@ -235,6 +236,5 @@ def evaluate(
         extra["category_map"] = cmap
     timing = {"pairs_per_s": info["timing"]["pairs_per_s"], "world_size": ranks.world_size}
     skips = {"skipped": info["skipped"], "skipped_by_reason": info["skipped_by_reason"]}
-    if judge is not None:
-        extra["judge"] = judge
+    extra.update(work)
     return {**main.result.headline, **extra, **timing, **skips, "report": None if out is None else str(out)}

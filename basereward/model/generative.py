@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basereward.collate import Batch
-from basereward.config import GENERATIVE_FORMATS
+from basereward.config import GENERATIVE_FORMATS, PARADIGMS
 from basereward.model.backbone import (
     check_loading_info,
     model_type_of,
@@ -58,7 +58,6 @@ LM_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
 }
-PARADIGMS = ("naive", "generative")
 INSTRUCTION = (
     "You are a judge. Below are a query and two responses to it. Decide which response is better: more correct, "
     "more helpful, and faithful to the image(s) if there are any."
@@ -193,11 +192,26 @@ def collate_judges(examples: Sequence[tuple[EncodedSample, int, int, int]], judg
 
 def answer_positions(jb: JudgeBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row, column, call) of every supervised answer token."""
-    b, n = jb.batch, jb.answer_lengths
-    call = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)
+    return tail_positions(jb.batch, jb.answer_lengths)
+
+
+def tail_positions(b: Batch, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, column, item) of the last `n[i]` tokens of each scored segment i of a collated batch (the segment
+    ends at its `score_cols[i]`); n[i] = 0 leaves item i out."""
+    item = torch.repeat_interleave(torch.arange(len(n), device=n.device), n)
     offset = torch.arange(int(n.sum()), device=n.device) - torch.repeat_interleave(n.cumsum(0) - n, n)
-    cols = b.score_cols[call] - n[call] + 1 + offset
-    return b.score_rows[call], cols, call
+    cols = b.score_cols[item] - n[item] + 1 + offset
+    return b.score_rows[item], cols, item
+
+
+def tail_cross_entropy(lm_head: nn.Module, h: torch.Tensor, b: Batch, n: torch.Tensor) -> torch.Tensor:
+    """(N,) fp32: the mean next-token cross-entropy of the last `n[i]` tokens of each scored segment, read from
+    the hidden states `h` of batch `b` through the LM head (run only at those positions); 0 where n[i] = 0."""
+    rows, cols, item = tail_positions(b, n)
+    logits = lm_head(h[rows, cols - 1].to(lm_head.weight.dtype)).float()  # position t predicts token t + 1
+    tok = F.cross_entropy(logits, b.input_ids[rows, cols], reduction="none")
+    total = torch.zeros(len(n), dtype=tok.dtype, device=tok.device).index_add(0, item, tok)
+    return total / n.clamp(min=1).to(tok.dtype)
 
 
 def answer_labels(jb: JudgeBatch) -> torch.Tensor:
@@ -211,7 +225,8 @@ def answer_labels(jb: JudgeBatch) -> torch.Tensor:
 class GenerativeModel(nn.Module):
     """A Qwen2.5-VL / Qwen2-VL ForConditionalGeneration (or a text causal LM) as a pairwise judge."""
 
-    # the shared layout's positions are computed as for the naive model (needs `backbone` and `model_type`)
+    # the backbone runs as the naive model's does, in either layout (needs `backbone` and `model_type`)
+    hidden = RewardModel.hidden
     shared_position_ids = RewardModel.shared_position_ids
     dtype_of_compute = RewardModel.dtype_of_compute
 
@@ -240,33 +255,13 @@ class GenerativeModel(nn.Module):
         model.base_dir = str(Path(model_dir).resolve())
         return model
 
-    def hidden(self, batch: Batch) -> torch.Tensor:
-        """Final hidden states (R, L, H) of a collated batch, in either layout (as `RewardModel.forward`)."""
-        inputs = batch.model_inputs()
-        if batch.position_shift is not None:
-            inputs["position_ids"] = self.shared_position_ids(batch)
-            if self.backbone.config._attn_implementation == "eager":  # eager adds the mask to the scores
-                low = torch.finfo(self.dtype_of_compute()).min
-                inputs["attention_mask"] = torch.zeros(
-                    batch.attention_mask.shape, dtype=self.dtype_of_compute(), device=batch.input_ids.device
-                ).masked_fill(~batch.attention_mask, low)
-        keepalive = getattr(self, "vision_keepalive", None)  # DDP with image-less ranks: basereward.sharding
-        if keepalive is not None and batch.pixel_values is None and batch.pixel_values_videos is None:
-            embeds = self.backbone.get_input_embeddings()(inputs["input_ids"])
-            inputs["inputs_embeds"] = embeds + keepalive().to(embeds.dtype)
-        return self.backbone(**inputs, use_cache=False).last_hidden_state
-
     def forward(self, jb: JudgeBatch) -> torch.Tensor:
         """(N, 2) fp32 per training judge call: [mean cross-entropy of its answer tokens, verdict margin (logit of
         the right verdict minus the wrong one's)]. The LM head runs only where a loss or verdict is read."""
         h = self.hidden(jb.batch)
-        rows, cols, call = answer_positions(jb)
         head = self.lm.lm_head
         h = h.to(head.weight.dtype)  # bf16-pure casts the backbone only: the LM head keeps its fp32 weights
-        logits = head(h[rows, cols - 1]).float()  # position t predicts token t + 1
-        tok = F.cross_entropy(logits, jb.batch.input_ids[rows, cols], reduction="none")
-        n = jb.answer_lengths.to(tok.dtype)
-        loss = torch.zeros_like(n).index_add(0, call, tok) / n
+        loss = tail_cross_entropy(head, h, jb.batch, jb.answer_lengths)
         b = jb.batch
         before = b.score_cols - jb.answer_lengths + jb.verdict_at  # the column just before the verdict token
         v = head(h[b.score_rows, before]).float()[:, jb.choices]

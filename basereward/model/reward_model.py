@@ -83,6 +83,10 @@ class RewardModel(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Rewards (N,) in fp32, one per response, in the batch's reward order."""
+        return self.rewards(self.hidden(batch), batch)
+
+    def hidden(self, batch: Batch) -> torch.Tensor:
+        """The backbone's final hidden states (R, L, H) of a collated batch, in either layout."""
         inputs = batch.model_inputs()
         if batch.position_shift is not None:
             inputs["position_ids"] = self.shared_position_ids(batch)
@@ -100,8 +104,11 @@ class RewardModel(nn.Module):
             # token embedding. The added term is exactly zero (see basereward/sharding.py)
             embeds = self.backbone.get_input_embeddings()(inputs["input_ids"])
             inputs["inputs_embeds"] = embeds + keepalive().to(embeds.dtype)
-        out = self.backbone(**inputs, use_cache=False)
-        h = out.last_hidden_state[batch.score_rows, batch.score_cols]
+        return self.backbone(**inputs, use_cache=False).last_hidden_state
+
+    def rewards(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The head on the hidden state at each reward's scored token: (N,) fp32."""
+        h = hidden[batch.score_rows, batch.score_cols]
         # The head runs in fp32 whatever the backbone dtype: it is tiny and rewards feed a sigmoid. (Cast only when
         # needed: under FSDP the head's parameters are sharded fp32 already and must not be re-assigned.)
         head = self.head if self.head.mlp[-1].weight.dtype == torch.float32 else self.head.float()
@@ -270,8 +277,9 @@ def load_reward_model(
     return model, load_processor(model_dir, meta["model_type"], max_pixels=max_pixels)
 
 
-def read_metadata(model_dir: str | Path) -> dict:
-    """basereward.json of a checkpoint directory, checked: a DataError names the file and the field at fault."""
+def read_metadata(model_dir: str | Path, paradigm: str = "naive") -> dict:
+    """basereward.json of a checkpoint directory with a reward head (`paradigm` naive, or critic), checked: a
+    DataError names the file and the field at fault."""
     path = Path(model_dir) / META_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir}: no {META_FILE}; not a basereward checkpoint (train one first)")
@@ -286,9 +294,9 @@ def read_metadata(model_dir: str | Path) -> dict:
         raise DataError(f"{path}: field format_version must be an integer, got {version!r}")
     if version > FORMAT_VERSION:
         raise DataError(f"{path}: format_version {version} is newer than this library's ({FORMAT_VERSION})")
-    if meta.get("paradigm", "naive") != "naive":  # e.g. a generative judge: no head to load here
+    if meta.get("paradigm", "naive") != paradigm:  # e.g. a generative judge: no head to load here
         raise DataError(
-            f"{path}: a {meta['paradigm']!r} reward model, not a scalar-head one; load it with "
+            f"{path}: a {meta['paradigm']!r} reward model, not a {paradigm} one; load it with "
             "basereward.load_scorer (score, eval and serve do)"
         )
     if not isinstance(meta.get("model_type"), str):
