@@ -3,6 +3,7 @@
 
     CriticSteps   StepBatches whose examples are the pair's two responses, each followed by the critique request
                   and its critique from the data (`CriticFormat.example`), collated as a `CriticBatch`
+    critique_share  how many training responses have a critique (train warns when none do)
     critic_sums   a micro-batch's loss (Bradley-Terry on the head's rewards + sft_weight x the critique
                   cross-entropy) and its row of the step sums; the two parts are logged as loss_bt / loss_critique
 
@@ -38,6 +39,16 @@ class CriticSteps(StepBatches):
         batch = self.collate([e[0] for e in examples], self.encoder.pad_id)
         lengths = torch.tensor([n for e in examples for n in e[1]])
         return CriticBatch(batch, lengths), torch.tensor([e[2] for e in examples])
+
+
+def critique_share(pairs, first: int = 1000) -> float:
+    """The share of responses with a critique among the first `first` training pairs (the check `train` warns
+    with: a critic trained without any learns to score an empty critique, then generates untrained ones)."""
+    n = min(first, len(pairs))
+    have = sum(
+        (pairs[i].chosen_critique is not None) + (pairs[i].rejected_critique is not None) for i in range(n)
+    )
+    return have / (2 * n) if n else 0.0
 
 
 def critic_step_args(encoder: Encoder, cfg: TrainConfig) -> dict:

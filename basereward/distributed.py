@@ -92,6 +92,13 @@ def barrier() -> None:
         dist.barrier()
 
 
+def counts_since(counts: dict, since: dict | None = None, across_ranks: bool = False) -> dict:
+    """A scorer's work counters minus an earlier snapshot of this rank's (`since`), summed over ranks when
+    `across_ranks` (a collective: every rank must ask)."""
+    c = {k: v - (since or {}).get(k, 0) for k, v in counts.items()}
+    return {k: int(all_sum(v)) for k, v in c.items()} if across_ranks else c
+
+
 def all_sum(value: float | int, device: torch.device | None = None) -> float:
     """Sum of a number over ranks (itself at world size 1)."""
     if not dist.is_initialized():

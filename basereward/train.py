@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,6 +204,13 @@ def setup(cfg: TrainConfig) -> Run:
     model, processor = build_model(cfg)
     if cfg.paradigm == "generative" and info.is_main:
         model.order = write_order(out, train_pairs, cfg.seed)
+    if cfg.paradigm == "critic" and info.is_main and not critic_train.critique_share(train_pairs):
+        print(
+            f"warning: no pair among the first 1,000 of {cfg.data.train} has a chosen_critique or rejected_critique;"
+            " the critic learns to score empty critiques and generates untrained ones (docs/datasets.md §1)",
+            file=sys.stderr,
+            flush=True,
+        )
     encoder = Encoder(processor, model.model_type, model.pool_token)
     if cfg.gradient_checkpointing:
         enable_activation_checkpointing(model.backbone)

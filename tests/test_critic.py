@@ -18,7 +18,7 @@ from basereward.cli import main as cli_main
 from basereward.collate import collate_padded, left_padded
 from basereward.config import CriticArgs, DataArgs, ModelArgs, OptimArgs, TrainConfig
 from basereward.critic_train import CriticSteps, critic_sums
-from basereward.data.io import read_pairs
+from basereward.data.io import read_pairs, write_pairs
 from basereward.data.synthetic import synthesize
 from basereward.model.critic import REQUEST, CriticFormat, CriticModel
 from basereward.model.critic_scorer import CriticScorer
@@ -398,3 +398,22 @@ def test_the_rl_reward_function_scores_with_a_critic(critic_dir, data):
     raw = fn.scorer(samples[1:])[0][0]
     assert isinstance(fn.scorer, CriticScorer) and fn.scorer.critic_stats()["critiques"] >= 2
     assert out[0] == 1.0 and out[1] == pytest.approx(sigmoid(raw), abs=1e-5)
+
+
+def test_training_without_any_critique_warns(backbone, data, tmp_path, capsys):
+    from basereward.critic_train import critique_share
+
+    pairs = read_pairs(data / "train.jsonl")
+    pairs[0].chosen_critique = None
+    assert critique_share(pairs[:2]) == 0.75 and critique_share(pairs) == (2 * len(pairs) - 1) / (
+        2 * len(pairs)
+    )
+    for p in pairs:
+        p.chosen_critique = p.rejected_critique = None
+    write_pairs(tmp_path / "train.jsonl", pairs)
+    shutil.copytree(data / "images", tmp_path / "images")
+    shutil.copy(data / "validation.jsonl", tmp_path / "validation.jsonl")
+    capsys.readouterr()
+    train_main(config(tmp_path / "run", backbone, tmp_path))
+    err = capsys.readouterr().err
+    assert "no pair among the first 1,000" in err and str(tmp_path / "train.jsonl") in err

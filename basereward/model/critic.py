@@ -36,7 +36,7 @@ from torch import nn
 from basereward.collate import Batch
 from basereward.config import HeadConfig
 from basereward.model.backbone import hidden_size, model_type_of
-from basereward.model.generative import load_lm, tail_cross_entropy
+from basereward.model.generative import GenerativeModel, load_lm, tail_cross_entropy
 from basereward.model.head import RewardHead
 from basereward.model.reward_model import HEAD_FILE, META_FILE, RewardModel, _load_strict, read_metadata
 from basereward.template import EncodedSample, Encoder
@@ -104,6 +104,7 @@ class CriticModel(nn.Module):
     rewards = RewardModel.rewards
     shared_position_ids = RewardModel.shared_position_ids
     dtype_of_compute = RewardModel.dtype_of_compute
+    backbone = GenerativeModel.backbone  # the LM without its head (`lm.model`), as the judge's
     merged_lora = None  # read by the naive metadata; LoRA is not wired for the critic
 
     def __init__(self, lm: nn.Module, head: RewardHead, model_type: str, max_critique_tokens: int = 128):
@@ -115,11 +116,6 @@ class CriticModel(nn.Module):
         self.pool_token = "<|im_end|>"  # the Encoder's turn-closing token
         self.reward_stats: dict | None = None
         self.base_dir: str | None = None
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The model without its LM head (a property: registering it twice would duplicate the state dict)."""
-        return self.lm.model
 
     @classmethod
     def from_backbone(

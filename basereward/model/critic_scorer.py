@@ -12,8 +12,9 @@ import torch
 
 from basereward.calibration import normalize
 from basereward.collate import COLLATORS, left_padded
+from basereward.distributed import counts_since
 from basereward.model.critic import CriticFormat, CriticModel
-from basereward.model.rewards import model_device, row_chunks, score_encoded
+from basereward.model.rewards import autocast, model_device, row_chunks, score_encoded
 from basereward.template import EncodedSample, Encoder, scorer_encoder
 from basereward.types import Sample
 
@@ -60,11 +61,7 @@ class CriticScorer:
     def critic_stats(self, across_ranks: bool = False, since: dict | None = None) -> dict:
         """The counts (summed over ranks when `across_ranks`: a collective), with `since` (an earlier
         `critic_stats()` of this rank) only what was counted after it, and the mean tokens per critique."""
-        c = {k: self.counts[k] - (since or {}).get(k, 0) for k in COUNTS}
-        if across_ranks:
-            from basereward.distributed import all_sum
-
-            c = {k: int(all_sum(v)) for k, v in c.items()}
+        c = counts_since(self.counts, since, across_ranks)
         c["tokens_per_critique"] = c["generated_tokens"] / c["critiques"] if c["critiques"] else None
         c["max_critique_tokens"] = self.max_critique_tokens
         return c
@@ -89,7 +86,7 @@ class CriticScorer:
                 EncodedSample(encoded[s].prompt, [self.format.ask(encoded[s].responses[i])]) for s, i in chunk
             ]
             batch = left_padded(COLLATORS["padded"](items, pad)).to(device)
-            with self._autocast(device):
+            with autocast(device, self.autocast_dtype):
                 gen = self.model.lm.generate(
                     **batch.model_inputs(),
                     max_new_tokens=self.max_critique_tokens,
@@ -106,10 +103,6 @@ class CriticScorer:
             self.counts["critiques"] += len(chunk)
             self.counts["generate_calls"] += 1
         return out
-
-    def _autocast(self, device):
-        enabled = self.autocast_dtype is not None
-        return torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32, enabled=enabled)
 
     def score_encoded(
         self, encoded: Iterable[EncodedSample], max_rows: int | None = None

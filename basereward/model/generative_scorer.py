@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from basereward.collate import COLLATORS
+from basereward.distributed import counts_since
 from basereward.model.generative import COUNTS, GenerativeModel, JudgeFormat
+from basereward.model.rewards import autocast
 from basereward.template import EncodedSample, Encoder, scorer_encoder
 from basereward.types import Sample
 
@@ -99,11 +101,7 @@ class GenerativeScorer:
     def judge_stats(self, across_ranks: bool = False, since: dict | None = None) -> dict:
         """The counts (summed over ranks when `across_ranks`: a collective) and the order agreement rate; with
         `since` (an earlier `judge_stats()` of this rank) only what was counted after it."""
-        c = {k: v - (since or {}).get(k, 0) for k, v in self.counts.items()}
-        if across_ranks:
-            from basereward.distributed import all_sum
-
-            c = {k: int(all_sum(v)) for k, v in c.items()}
+        c = counts_since(self.counts, since, across_ranks)
         c["order_agreement"] = c["orders_agreed"] / c["pairs_judged"] if c["pairs_judged"] else None
         c["both_orders"] = self.both_orders
         return c
@@ -133,7 +131,7 @@ class GenerativeScorer:
                 else:
                     items.append(EncodedSample(e.prompt, [call], e.id))
             batch = COLLATORS[self.layout](items, self.encoder.pad_id).to(device)
-            with self._autocast(device):
+            with autocast(device, self.autocast_dtype):
                 logits = self.model.verdict_logits(batch, self.judge.verdict_ids)
             p1 = torch.sigmoid(logits[:, 0] - logits[:, 1]).tolist()  # softmax over the two verdict tokens
             for (s, i, j), p in zip(chunk, p1):
@@ -147,17 +145,13 @@ class GenerativeScorer:
         alone as training tokenises a pair's."""
         head = self.judge.call(e.prompt, e.responses[i], e.responses[j])[: -len(self.judge.think_close)]
         batch = COLLATORS["padded"]([EncodedSample(e.prompt, [head])], self.encoder.pad_id).to(device)
-        with self._autocast(device):
+        with autocast(device, self.autocast_dtype):
             out = self.model.lm.generate(
                 **batch.model_inputs(), max_new_tokens=self.think_tokens, do_sample=False, use_cache=True
             )
         new = out[0, batch.input_ids.shape[1] :].tolist()
         self.counts["generated_tokens"] += len(new)
         return self.encoder.tokenizer.decode(new, skip_special_tokens=True).split("</think>")[0]
-
-    def _autocast(self, device):
-        enabled = self.autocast_dtype is not None
-        return torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32, enabled=enabled)
 
     def score_encoded(
         self, encoded: Iterable[EncodedSample], max_rows: int | None = None

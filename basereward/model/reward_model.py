@@ -296,7 +296,7 @@ def read_metadata(model_dir: str | Path, paradigm: str = "naive") -> dict:
         raise DataError(f"{path}: format_version {version} is newer than this library's ({FORMAT_VERSION})")
     if meta.get("paradigm", "naive") != paradigm:  # e.g. a generative judge: no head to load here
         raise DataError(
-            f"{path}: a {meta['paradigm']!r} reward model, not a {paradigm} one; load it with "
+            f"{path}: a {meta.get('paradigm', 'naive')!r} reward model, not a {paradigm} one; load it with "
             "basereward.load_scorer (score, eval and serve do)"
         )
     if not isinstance(meta.get("model_type"), str):

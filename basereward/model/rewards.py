@@ -10,7 +10,6 @@ Here, below the scorers, so that every scorer (RewardScorer, CriticScorer) runs 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -38,17 +37,17 @@ def row_chunks(encoded: Iterable[EncodedSample], max_rows: int) -> Iterator[list
         yield chunk
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to `dtype` on `device`'s type (bf16 on GPUs), or a no-op context when `dtype` is None."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 @torch.inference_mode()
 def batch_rewards(model, batch: Batch, autocast_dtype: torch.dtype | None = None) -> list[list[float]]:
     """One collated batch through the model (under autocast when a dtype is given); rewards grouped per sample,
     responses in order."""
     device = model_device(model)
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    with autocast(device, autocast_dtype):
         rewards = model(batch.to(device)).float().cpu().tolist()
     out: list[list[float]] = [[] for _ in range(int(batch.sample_index.max()) + 1)]
     for r, si in zip(rewards, batch.sample_index.tolist()):
