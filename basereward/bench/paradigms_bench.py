@@ -1,7 +1,7 @@
 """`basereward bench paradigms`: the naive, critic and generative reward models, and a mean ensemble of three naive
 ones, trained on the same synthetic pairs with the same recipe, then measured on the same held-out pairs.
 
-    basereward bench paradigms [--size demo] [--pairs 4000] [--steps 1500] [--paradigms naive,critic,...]
+    basereward bench paradigms [--size demo] [--pairs 8000] [--steps 1500] [--paradigms naive,critic,...]
 
 Every model is a real `basereward train` run in a fresh process (the generative demo's recipe,
 configs/generative-demo.yaml: batch 16, lr 1e-3, 50 warm-up steps, cosine, clip 1.0, weight decay 0.05; only the
@@ -49,9 +49,13 @@ MAX_EVAL_PAIRS = 100  # validation pairs each training run evaluates on at its e
 
 def add_args(p) -> None:
     p.add_argument("--size", default="demo", choices=["test", "demo"], help="tiny model size (default demo)")
-    p.add_argument("--pairs", type=int, default=4000, help="synthetic training pairs")
+    p.add_argument("--pairs", type=int, default=8000, help="synthetic training pairs")
     p.add_argument("--eval-pairs", type=int, default=200, help="synthetic validation and test pairs (each)")
-    p.add_argument("--kinds", default="colour", help="synthetic image kinds, comma-separated (no text pairs)")
+    p.add_argument(
+        "--kinds",
+        default="colour,shape,count,position",
+        help="synthetic image kinds, comma-separated (no text pairs); colour alone saturates every scalar head",
+    )
     p.add_argument("--steps", type=int, default=1500, help="optimizer steps of every training run")
     p.add_argument("--batch-size", type=int, default=16, help="pairs per optimizer step (one micro-batch)")
     p.add_argument(
