@@ -9,7 +9,8 @@ A call runs four stages; a caller holding encodings already (the server's batche
              sample; "padded": repeated per response; the same rewards to float rounding, test_shared_layout.py)
     forward  Batch -> rewards per sample, under bf16 autocast when configured (`batch_rewards`)
 
-Pairs go through the same path, merged by prompt into samples of their distinct responses (`score_pairs`).
+The last three stages live in basereward/model/rewards.py (re-exported here), so that the critic's scorer runs
+them too. Pairs go through the same path, merged by prompt into samples of their distinct responses (`score_pairs`).
 
 Every reward-model paradigm answers two questions, and callers ask only these:
 
@@ -176,9 +177,9 @@ def load_scorer(
     layout: str = "shared",
 ) -> RewardScorer | EnsembleScorer | CriticScorer | GenerativeScorer:
     """Load a checkpoint directory as a `RewardScorer` (a `CriticScorer` / `GenerativeScorer` when its
-    basereward.json's "paradigm" is "critic" / "generative"; naive when absent), or an ensemble directory (`basereward ensemble`) as an
-    `EnsembleScorer` whose members are loaded here with the same settings. dtype: auto (bf16 autocast on CUDA,
-    fp32 on CPU) | fp32 | bf16."""
+    basereward.json's "paradigm" is "critic" / "generative"; naive when absent), or an ensemble directory
+    (`basereward ensemble`) as an `EnsembleScorer` whose members are loaded here with the same settings.
+    dtype: auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16."""
     settings = dict(device=device, batch_size=batch_size, dtype=dtype, progress=progress, layout=layout)
     if is_ensemble_dir(model_dir):
         return load_ensemble(model_dir, lambda member: load_scorer(member, **settings))
