@@ -367,6 +367,10 @@ def test_score_and_serve_give_the_same_rewards(critic_dir, data, tmp_path):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     pairs = [p for p in read_pairs(test) if not p.images][:2]
     assert pairs, "the synthetic test split has text pairs"
+    # the scores file carries the critiques the model wrote, as CriticScorer.critiques gives them
+    written = {x["id"]: [x["critique_chosen"], x["critique_rejected"]] for x in lines}
+    scorer = load_scorer(critic_dir, device="cpu", progress=False)
+    assert [written[p.id] for p in pairs] == scorer.critiques([p.as_sample() for p in pairs])
     samples = [
         {"messages": [*p.prompt, {"role": "assistant", "content": text}]}
         for p in pairs
